@@ -1,0 +1,1 @@
+"""Dataset records, ingest, cleaning, splits, de-identification, phantoms."""

@@ -1,0 +1,131 @@
+"""The on-disk dataset: ``DATASET/annotations.json`` in COCO form, plus images.
+
+Layout of a dataset folder written by ``spinekit ingest``::
+
+    DATASET/
+      annotations.json      COCO: info, images, annotations, categories
+      images/               copied or decoded images (absent when referenced)
+      ingest_report.json    what was read, skipped and why
+      cleaning_report.json  written by ``spinekit clean``
+      splits.json           written by ``spinekit split``
+
+COCO fields used beyond the standard ones:
+
+- ``info.image_root``: folder that ``images[].file_name`` is relative to,
+  relative to the dataset folder (``"."`` when images were copied in) or an
+  absolute path (images referenced in place).
+- ``images[]``: ``patient_id`` (str), ``pixel_spacing_mm`` (``[row, col]`` or
+  null), ``source`` (annotation file it came from), ``frame`` (DICOM frame or
+  null), ``points`` (list of ``{"label", "x", "y"}`` annotated points, which are
+  not instances).
+- ``annotations[]``: ``attributes`` (e.g. ``{"level": "L4"}``), ``shape``
+  (source shape kind: polygon, rectangle, polyline, circle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spinekit.errors import InputError
+from spinekit.io.atomic import atomic_write_json
+from spinekit.io.paths import safe_join
+
+ANNOTATIONS_FILE = "annotations.json"
+INGEST_REPORT_FILE = "ingest_report.json"
+CLEANING_REPORT_FILE = "cleaning_report.json"
+SPLITS_FILE = "splits.json"
+
+
+@dataclass
+class DatasetRecords:
+    """A COCO-style dataset in memory, tied to its folder.
+
+    ``images``, ``annotations`` and ``categories`` are the COCO lists of dicts;
+    ``info`` the COCO info dict (with ``image_root``).
+    """
+
+    root: Path
+    images: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    categories: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_root(self) -> Path:
+        """Folder the images' ``file_name`` values are relative to."""
+        raw = str(self.info.get("image_root", "."))
+        path = Path(raw)
+        return path if path.is_absolute() else (self.root / path)
+
+    def image_path(self, image: dict[str, Any]) -> Path:
+        """Absolute path of ``image`` (a COCO image dict), never outside the image root."""
+        return safe_join(self.image_root, str(image["file_name"]), source=self.root / ANNOTATIONS_FILE)
+
+    def annotations_by_image(self) -> dict[int, list[dict[str, Any]]]:
+        """Map image id -> its annotations (every image id present, maybe empty)."""
+        out: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in self.images}
+        for ann in self.annotations:
+            out.setdefault(int(ann["image_id"]), []).append(ann)
+        return out
+
+    def category_names(self) -> dict[int, str]:
+        """Map category id -> name."""
+        return {int(c["id"]): str(c["name"]) for c in self.categories}
+
+    def to_coco(self) -> dict[str, Any]:
+        """The COCO dict written to ``annotations.json``."""
+        return {
+            "info": self.info,
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories,
+        }
+
+    def save(self) -> Path:
+        """Write ``annotations.json`` atomically; returns its path."""
+        path = self.root / ANNOTATIONS_FILE
+        atomic_write_json(path, self.to_coco())
+        return path
+
+
+def load_dataset(root: str | Path) -> DatasetRecords:
+    """Load ``root/annotations.json``; raise :class:`InputError` on a missing or bad file."""
+    folder = Path(root)
+    path = folder / ANNOTATIONS_FILE
+    if not folder.is_dir():
+        raise InputError(folder, "dataset folder not found")
+    if not path.is_file():
+        raise InputError(path, "no annotations.json: run `spinekit ingest` first")
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"broken JSON ({exc})") from exc
+    if not isinstance(coco, dict):
+        raise InputError(path, "top level must be a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(coco.get(key), list):
+            raise InputError(path, f"missing or invalid {key!r} list")
+    return DatasetRecords(
+        root=folder,
+        images=coco["images"],
+        annotations=coco["annotations"],
+        categories=coco["categories"],
+        info=dict(coco.get("info") or {}),
+    )
+
+
+def read_json_report(root: str | Path, name: str) -> dict[str, Any] | None:
+    """Load a report JSON (e.g. ``cleaning_report.json``) from a dataset, or None if absent."""
+    path = Path(root) / name
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"broken JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "top level must be a JSON object")
+    return data

@@ -1,0 +1,1 @@
+"""Reading and writing: images (raster and DICOM), annotation formats, atomic files."""
