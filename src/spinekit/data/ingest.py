@@ -11,9 +11,11 @@ run goes on; everything is written atomically.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from spinekit.data.records import (
 )
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_path, atomic_write_json
-from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_dicom
+from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_dicom, read_image
 from spinekit.io.shapes import ReadResult, SourceItem
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class IngestOptions:
     frames: str | int = "all"
     salt: str | None = None
     overwrite: bool = False
+    verify_pixels: bool = True
+    """Decode every image fully so truncated files are caught at ingest (slower)."""
 
 
 @dataclass
@@ -157,7 +161,11 @@ class _ImageWriter:
         assert item.image_path is not None
         if is_dicom(item.image_path):
             return self._decode_dicom(item)
-        width, height = image_size(item.image_path, max_pixels=self.options.max_pixels)
+        if self.options.verify_pixels:
+            pixels = read_image(item.image_path, max_pixels=self.options.max_pixels)
+            width, height = int(pixels.shape[1]), int(pixels.shape[0])
+        else:
+            width, height = image_size(item.image_path, max_pixels=self.options.max_pixels)
         name = item.file_name
         if self.options.copy_images:
             name = _dataset_name(name)
@@ -226,32 +234,47 @@ def ingest(src: str | Path, out: str | Path, options: IngestOptions,
     converter = ItemConverter(class_map)
     writer = _ImageWriter(out_path, options)
     images: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
-    items = sorted(read.items, key=lambda it: (it.file_name, it.frame or 0))
-    for index, item in enumerate(items):
-        if progress is not None:
-            progress(index, len(items))
-        key = f"{item.file_name}#{item.frame}"
-        if key in seen:
-            report.skipped.append({"file": str(item.source),
-                                   "reason": f"image {item.file_name} already annotated by {seen[key]}"})
-            continue
-        try:
-            record = writer.place(item)
-        except InputError as exc:
-            report.skipped.append(_split_line(str(exc)))
-            continue
-        seen[key] = str(item.source)
-        record = _image_record(item, record, len(images) + 1, src_path, pattern)
-        images.append(record)
-        converter.add(item, record)
-        report.warnings.extend(_split_line(w) for w in item.extra.get("warnings", []) or [])
+    items = _unique_items(read.items, report)
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        placed_all = pool.map(_safe_place, [writer] * len(items), items)
+        for index, (item, placed) in enumerate(zip(items, placed_all, strict=True)):
+            if progress is not None:
+                progress(index, len(items))
+            if isinstance(placed, InputError):
+                report.skipped.append(_split_line(str(placed)))
+                continue
+            record = _image_record(item, placed, len(images) + 1, src_path, pattern)
+            images.append(record)
+            converter.add(item, record)
+            report.warnings.extend(_split_line(w) for w in item.extra.get("warnings", []) or [])
     if progress is not None:
         progress(len(items), len(items))
     if not images:
         raise InputError(src_path, "no usable images: " + "; ".join(
             f"{s['file']}: {s['reason']}" for s in report.skipped[:3]))
     return _finish(out_path, options, images, converter, report, start)
+
+
+def _unique_items(items: list[SourceItem], report: IngestReport) -> list[SourceItem]:
+    """Items sorted by name; a second annotation file for the same image is skipped."""
+    seen: dict[str, str] = {}
+    unique = []
+    for item in sorted(items, key=lambda it: (it.file_name, it.frame or 0)):
+        key = f"{item.file_name}#{item.frame}"
+        if key in seen:
+            report.skipped.append({"file": str(item.source),
+                                   "reason": f"image {item.file_name} already annotated by {seen[key]}"})
+            continue
+        seen[key] = str(item.source)
+        unique.append(item)
+    return unique
+
+
+def _safe_place(writer: _ImageWriter, item: SourceItem) -> dict[str, Any] | InputError:
+    try:
+        return writer.place(item)
+    except InputError as exc:
+        return exc
 
 
 def _image_record(item: SourceItem, placed: dict[str, Any], image_id: int, src: Path,

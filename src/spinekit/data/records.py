@@ -129,3 +129,14 @@ def read_json_report(root: str | Path, name: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise InputError(path, "top level must be a JSON object")
     return data
+
+
+def load_exclusions(root: str | Path) -> tuple[set[int], set[int]]:
+    """Image and annotation ids that ``cleaning_report.json`` excludes (empty sets when absent)."""
+    report = read_json_report(root, CLEANING_REPORT_FILE)
+    if report is None:
+        return set(), set()
+    return (
+        {int(i) for i in report.get("excluded_images", [])},
+        {int(i) for i in report.get("excluded_annotations", [])},
+    )

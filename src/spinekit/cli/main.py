@@ -1,0 +1,115 @@
+"""``spinekit`` console script: one subcommand per pipeline step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
+
+app = typer.Typer(
+    name="spinekit",
+    help="Deep-learning spine image analysis: ingest, clean, split, de-identify, train, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    """spinekit command-line interface."""
+    setup_logging(verbose)
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+@app.command()
+def ingest(
+    src: Annotated[Path, typer.Argument(help="Source file or folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f",
+                                     help="labelme, via, coco, aasce, masks or images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    classes: Annotated[str | None, typer.Option(
+        help="Class remapping: 'F=facet,E=ventral' renames, 'X' keeps, 'X=' drops; "
+             "labels not listed are dropped.")] = None,
+    patient_pattern: Annotated[str | None, typer.Option(
+        help="Regex on file names; its first group is the patient id.")] = None,
+    reference: Annotated[bool, typer.Option(
+        help="Reference images in place instead of copying them.")] = False,
+    frames: Annotated[str, typer.Option(help="DICOM cine frames: 'all' or one index.")] = "all",
+    salt: Annotated[str | None, typer.Option(
+        envvar="SPINEKIT_SALT", help="Salt of the DICOM PatientID pseudonyms.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+) -> None:
+    """Read annotations in any supported format into a spinekit dataset (COCO)."""
+    from spinekit.data.ingest import IngestOptions
+    from spinekit.data.ingest import ingest as run_ingest
+
+    with user_errors():
+        options = IngestOptions(
+            format=fmt, classes=classes, patient_pattern=patient_pattern,
+            copy_images=not reference, frames=frames if frames == "all" else int(frames),
+            salt=salt, overwrite=overwrite,
+        )
+        with progress_bar("ingest") as progress:
+            report = run_ingest(src, out, options, progress=progress)
+    rows: list[tuple[str, object]] = [
+        ("images", report.images), ("instances", report.annotations),
+        ("negative images", report.negatives), ("skipped files", len(report.skipped)),
+        ("warnings", len(report.warnings)), ("seconds", report.seconds),
+    ]
+    rows += [(f"class {name}", n) for name, n in report.categories.items()]
+    rows += [(f"dropped label {name}", n) for name, n in report.dropped_labels.items()]
+    out_console.print(_table(f"ingest {src} -> {out}", rows))
+    for skipped in report.skipped[:20]:
+        console.print(f"skipped {skipped['file']}: {skipped['reason']}", highlight=False, markup=False)
+    if len(report.skipped) > 20:
+        console.print(f"... and {len(report.skipped) - 20} more in {out}/ingest_report.json")
+
+
+@app.command()
+def export(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="labelme or coco.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+) -> None:
+    """Write a dataset back as a LabelMe folder or a plain COCO folder."""
+    from spinekit.data.export import export_dataset
+
+    with user_errors():
+        if fmt not in ("labelme", "coco"):
+            raise ValueError(f"unknown export format {fmt!r}; choose labelme or coco")
+        with progress_bar("export") as progress:
+            count = export_dataset(dataset, out, fmt, progress=progress)  # type: ignore[arg-type]
+    out_console.print(f"exported {count} images to {out}")
+
+
+@app.command()
+def split(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    test_fraction: Annotated[float, typer.Option(help="Share of images held out for test.")] = 0.2,
+    folds: Annotated[int, typer.Option(help="Folds over the rest (>= 2).")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Patient-level test set plus K folds -> DATASET/splits.json."""
+    from spinekit.data.splits import SplitConfig, make_splits
+
+    with user_errors():
+        splits = make_splits(dataset, SplitConfig(test_fraction=test_fraction, folds=folds, seed=seed))
+    table = Table(title=f"splits of {dataset} (seed {seed})")
+    for column in ("part", "images", "patients", "negatives"):
+        table.add_column(column)
+    for row in splits["summary"]:
+        table.add_row(*(str(row[c]) for c in ("part", "images", "patients", "negatives")))
+    out_console.print(table)

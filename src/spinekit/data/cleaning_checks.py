@@ -1,0 +1,500 @@
+"""Building blocks of ``spinekit clean``: findings, the check table, polygon geometry tests.
+
+The orchestration (which check runs on what, exclusions, the report) lives in
+:mod:`spinekit.data.cleaning`; its module docstring documents every check id.
+Polygons here are ``(N, 2)`` float64 arrays of ``(x, y)`` pixel coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from spinekit.data.classes import is_level
+from spinekit.geometry import polygon_area, rasterize
+
+Severity = Literal["error", "warning", "info"]
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """One check: its severity, whether it excludes by default, and what it hits."""
+
+    severity: Severity
+    default_exclude: bool
+    meaning: str
+
+
+CHECKS: dict[str, CheckInfo] = {
+    "damaged_file": CheckInfo("error", True, "image missing, undecodable or truncated; "
+                              "annotation file skipped at ingest"),
+    "naming": CheckInfo("warning", False, "file name breaks the naming rule, differs from "
+                        "another only by case, or is repeated"),
+    "incorrect_mark": CheckInfo("error", True, "unknown category, no usable polygon (< 3 distinct "
+                                "points), invalid or repeated vertebra level"),
+    "wrong_shape_kind": CheckInfo("warning", False, "instance drawn with another shape kind "
+                                  "than its class (polyline, circle, ...)"),
+    "foreign_annotation": CheckInfo("error", True, "annotation does not belong to its image: "
+                                    "size mismatch, mostly outside, unknown image id"),
+    "negative": CheckInfo("info", False, "image without instances: goes to the negative set"),
+    "emptied_image": CheckInfo("error", True, "every instance of the image is excluded: the "
+                               "image is excluded (always), not used as a negative"),
+    "self_intersection": CheckInfo("error", True, "polygon edges cross or touch"),
+    "zero_area": CheckInfo("error", True, "polygon area below min_area_px"),
+    "outside_image": CheckInfo("warning", False, "vertex more than 1 px outside the image "
+                               "(instance mostly inside)"),
+    "duplicate": CheckInfo("error", True, "same class, IoU >= duplicate_iou with an earlier "
+                           "instance of the image"),
+    "outlier_size": CheckInfo("warning", False, "area far from its class, or from its "
+                              "neighbours in the image"),
+    "outlier_shape": CheckInfo("warning", False, "aspect ratio or solidity far from its class"),
+    "outlier_position": CheckInfo("warning", False, "normalised centroid far from its class, or "
+                                  "far from the other instances of the image"),
+}
+"""Every check id, in report order."""
+
+IMAGE_CHECKS = frozenset({"damaged_file", "naming", "foreign_annotation", "emptied_image",
+                          "negative"})
+"""Checks that can hit an image as a whole (annotation_id null)."""
+
+OPEN_SHAPE_KINDS = frozenset({"polyline", "line", "linestrip", "point", "points"})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: which check, where (file, image, instance) and why (one line)."""
+
+    check: str
+    file: str
+    reason: str
+    image_id: int | None = None
+    annotation_id: int | None = None
+    category: str | None = None
+    excluded: bool = False
+
+    @property
+    def severity(self) -> Severity:
+        """Severity of the check (see :data:`CHECKS`)."""
+        return CHECKS[self.check].severity
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the report's finding keys."""
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "file": self.file,
+            "image_id": self.image_id,
+            "annotation_id": self.annotation_id,
+            "category": self.category,
+            "reason": self.reason,
+            "excluded": self.excluded,
+        }
+
+
+def level_name(value: object) -> str | None:
+    """Canonical level (``L4``, disc ``L4-L5``) of an attribute value, None if invalid."""
+    text = str(value).strip()
+    if is_level(text):
+        return text
+    for sep in ("-", "/"):
+        parts = [p.strip() for p in text.split(sep)]
+        if len(parts) == 2 and all(is_level(p) for p in parts):
+            return f"{parts[0]}-{parts[1]}"
+    return None
+
+
+def parse_rings(segmentation: Any) -> tuple[list[np.ndarray], str | None]:
+    """COCO polygon segmentation -> rings ``(N, 2)`` float64, or a reason it is unusable.
+
+    Consecutive repeated vertices and a closing repeat are dropped. A ring with
+    fewer than 3 distinct points makes the whole segmentation unusable.
+    """
+    if not isinstance(segmentation, list) or not segmentation:
+        return [], "no polygon segmentation"
+    rings: list[np.ndarray] = []
+    for k, flat in enumerate(segmentation):
+        if not isinstance(flat, list) or len(flat) % 2:
+            return [], f"polygon {k} is not an even-length list of coordinates"
+        try:
+            pts = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            return [], f"polygon {k} has non-numeric coordinates"
+        if not np.all(np.isfinite(pts)):
+            return [], f"polygon {k} has non-finite coordinates"
+        ring = distinct_ring(pts)
+        if len(np.unique(ring, axis=0)) < 3:
+            return [], f"polygon {k} has {len(np.unique(ring, axis=0))} distinct points (< 3)"
+        rings.append(ring)
+    return rings, None
+
+
+def distinct_ring(points: np.ndarray) -> np.ndarray:
+    """Drop consecutive repeated vertices and a closing repeat: ``(N, 2)`` -> ``(M, 2)``."""
+    if len(points) < 2:
+        return points
+    keep = np.ones(len(points), dtype=bool)
+    keep[1:] = np.any(np.abs(np.diff(points, axis=0)) > 1e-9, axis=1)
+    ring = points[keep]
+    while len(ring) > 1 and np.all(np.abs(ring[0] - ring[-1]) <= 1e-9):
+        ring = ring[:-1]
+    return ring
+
+
+def _orient(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
+            cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Cross product ``(b - a) x (c - a)`` (broadcast); > 0 when c is left of a->b."""
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
+def _on_segment(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
+                cx: np.ndarray, cy: np.ndarray, tol: float) -> np.ndarray:
+    """For collinear c: True when c lies within the bounding box of segment a-b."""
+    return ((np.minimum(ax, bx) - tol <= cx) & (cx <= np.maximum(ax, bx) + tol)
+            & (np.minimum(ay, by) - tol <= cy) & (cy <= np.maximum(ay, by) + tol))
+
+
+def count_self_intersections(ring: np.ndarray, block: int = 256) -> int:
+    """Number of pairs of non-adjacent edges of a closed ring that cross or touch.
+
+    O(N^2) pair test, vectorised in blocks of ``block`` rows so memory stays
+    bounded (about ``block * N * 8`` bytes per temporary). ``ring`` is ``(N, 2)``
+    without a closing repeat (see :func:`distinct_ring`).
+    """
+    n = len(ring)
+    if n < 4:
+        return 0
+    ax, ay = ring[:, 0], ring[:, 1]
+    bx, by = np.roll(ax, -1), np.roll(ay, -1)
+    span = float(max(np.ptp(ax), np.ptp(ay), 1.0))
+    eps, tol = 1e-9 * span * span, 1e-9 * span
+    jdx = np.arange(n)[None, :]
+    total = 0
+    for start in range(0, n, block):
+        idx = np.arange(start, min(start + block, n))[:, None]
+        pair = (jdx > idx + 1) & ~((idx == 0) & (jdx == n - 1))
+        if not pair.any():
+            continue
+        a_x, a_y, b_x, b_y = ax[idx], ay[idx], bx[idx], by[idx]
+        c_x, c_y, d_x, d_y = ax[jdx], ay[jdx], bx[jdx], by[jdx]
+        d1 = _orient(a_x, a_y, b_x, b_y, c_x, c_y)
+        d2 = _orient(a_x, a_y, b_x, b_y, d_x, d_y)
+        d3 = _orient(c_x, c_y, d_x, d_y, a_x, a_y)
+        d4 = _orient(c_x, c_y, d_x, d_y, b_x, b_y)
+        s1, s2, s3, s4 = (np.where(np.abs(d) <= eps, 0, np.sign(d)) for d in (d1, d2, d3, d4))
+        hit = (s1 * s2 < 0) & (s3 * s4 < 0)
+        hit |= (s1 == 0) & _on_segment(a_x, a_y, b_x, b_y, c_x, c_y, tol)
+        hit |= (s2 == 0) & _on_segment(a_x, a_y, b_x, b_y, d_x, d_y, tol)
+        hit |= (s3 == 0) & _on_segment(c_x, c_y, d_x, d_y, a_x, a_y, tol)
+        hit |= (s4 == 0) & _on_segment(c_x, c_y, d_x, d_y, b_x, b_y, tol)
+        total += int(np.count_nonzero(hit & pair))
+    return total
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """Convex hull ``(M, 2)`` counter-clockwise (Andrew's monotone chain); M < 3 if degenerate."""
+    pts = [(float(x), float(y)) for x, y in np.unique(np.asarray(points, dtype=np.float64), axis=0)]
+    if len(pts) < 3:
+        return np.array(pts, dtype=np.float64).reshape(-1, 2)
+
+    def half(seq: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        chain: list[tuple[float, float]] = []
+        for p in seq:
+            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
+                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])
+                                       ) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+
+    lower, upper = half(pts), half(pts[::-1])
+    return np.array(lower[:-1] + upper[:-1], dtype=np.float64).reshape(-1, 2)
+
+
+def min_rect_aspect(hull: np.ndarray) -> float:
+    """Long / short side of the minimum-area bounding rectangle of a convex hull (>= 1)."""
+    if len(hull) < 3:
+        return float("inf")
+    edges = np.roll(hull, -1, axis=0) - hull
+    angles = np.arctan2(edges[:, 1], edges[:, 0])[:, None]
+    cos, sin = np.cos(angles), np.sin(angles)
+    u = hull[None, :, 0] * cos + hull[None, :, 1] * sin
+    v = -hull[None, :, 0] * sin + hull[None, :, 1] * cos
+    width, height = np.ptp(u, axis=1), np.ptp(v, axis=1)
+    best = int(np.argmin(width * height))
+    short = min(width[best], height[best])
+    return float("inf") if short <= 0 else float(max(width[best], height[best]) / short)
+
+
+def clip_to_rect(ring: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Sutherland-Hodgman clip of a ring to ``[0, width] x [0, height]``; ``(M, 2)``."""
+    out = [tuple(p) for p in np.asarray(ring, dtype=np.float64)]
+    bounds = ((0, 0.0, 1.0), (0, float(width), -1.0), (1, 0.0, 1.0), (1, float(height), -1.0))
+    for axis, limit, sign in bounds:
+        if not out:
+            break
+        src, out = out, []
+        for k, cur in enumerate(src):
+            prev = src[k - 1]
+            cur_in = sign * (cur[axis] - limit) >= 0
+            prev_in = sign * (prev[axis] - limit) >= 0
+            if cur_in != prev_in:
+                t = (limit - prev[axis]) / (cur[axis] - prev[axis])
+                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
+            if cur_in:
+                out.append(cur)
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def inside_fraction(rings: list[np.ndarray], width: float, height: float) -> float:
+    """Share of the rings' area (or of their vertices when area is 0) inside the image."""
+    total = sum(polygon_area(r) for r in rings)
+    if total > 0:
+        inside = sum(polygon_area(clip_to_rect(r, width, height)) for r in rings)
+        return float(min(inside / total, 1.0))
+    pts = np.concatenate(rings, axis=0)
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] <= width) & (pts[:, 1] >= 0) & (pts[:, 1] <= height)
+    return float(np.mean(ok))
+
+
+def ring_centroid(rings: list[np.ndarray]) -> tuple[float, float]:
+    """Area-weighted centroid of the rings (vertex mean when the area is 0)."""
+    sx = sy = total = 0.0
+    for ring in rings:
+        x, y = ring[:, 0], ring[:, 1]
+        xn, yn = np.roll(x, -1), np.roll(y, -1)
+        cross = x * yn - xn * y
+        signed = float(cross.sum()) / 2.0
+        if abs(signed) > 1e-12:
+            sx += float(((x + xn) * cross).sum()) / 6.0
+            sy += float(((y + yn) * cross).sum()) / 6.0
+            total += signed
+    if abs(total) > 1e-12:
+        return sx / total, sy / total
+    pts = np.concatenate(rings, axis=0)
+    return float(pts[:, 0].mean()), float(pts[:, 1].mean())
+
+
+def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(K, 4)`` float boxes ``(x0, y0, x1, y1)`` -> ``(K, K)`` float64."""
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area[:, None] + area[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def mask_iou(rings_a: list[np.ndarray], rings_b: list[np.ndarray]) -> float:
+    """IoU of the filled rings of two instances, rasterised in their joint bounding window."""
+    pts = np.concatenate(rings_a + rings_b, axis=0)
+    origin = np.floor(pts.min(axis=0)) - 1.0
+    size = np.ceil(pts.max(axis=0) - origin).astype(int) + 2
+    width, height = int(size[0]), int(size[1])
+    mask_a = rasterize([r - origin for r in rings_a], height, width).astype(bool)
+    mask_b = rasterize([r - origin for r in rings_b], height, width).astype(bool)
+    union = int(np.count_nonzero(mask_a | mask_b))
+    return 0.0 if union == 0 else int(np.count_nonzero(mask_a & mask_b)) / union
+
+
+def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
+    """Robust z-scores ``0.6745 (x - median) / MAD`` of a 1-D array, MAD at least ``floor``."""
+    med = float(np.median(values))
+    mad = float(np.median(np.abs(values - med)))
+    return 0.6745 * (values - med) / max(mad, floor)
+
+
+@dataclass
+class Instance:
+    """One annotation with a parsable polygon and its shape features.
+
+    ``box`` is ``(x0, y0, x1, y1)``; ``size`` the image ``(width, height)`` or
+    None; ``usable`` is False when an error finding already hit the instance
+    (it then only takes part in the level check).
+    """
+
+    ann_id: int
+    image_id: int
+    category_id: int
+    category: str
+    level: str | None
+    file: str
+    rings: list[np.ndarray]
+    size: tuple[int, int] | None
+    usable: bool
+    area: float = 0.0
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    centroid: tuple[float, float] = (0.0, 0.0)
+    aspect: float = float("nan")
+    solidity: float = float("nan")
+
+    def finding(self, check: str, reason: str) -> Finding:
+        """A finding of ``check`` on this instance."""
+        return Finding(check, self.file, reason, image_id=self.image_id,
+                       annotation_id=self.ann_id, category=self.category)
+
+
+def measure(inst: Instance) -> Instance:
+    """Fill ``area``, ``box``, ``centroid``, ``aspect`` and ``solidity`` of ``inst`` in place."""
+    pts = np.concatenate(inst.rings, axis=0)
+    inst.area = float(sum(polygon_area(r) for r in inst.rings))
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    inst.box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+    inst.centroid = ring_centroid(inst.rings)
+    hull = convex_hull(pts)
+    hull_area = polygon_area(hull)
+    inst.aspect = min_rect_aspect(hull)
+    inst.solidity = inst.area / hull_area if hull_area > 0 else float("nan")
+    return inst
+
+
+def level_findings(instances: list[Instance]) -> list[Finding]:
+    """``incorrect_mark`` for every instance whose (class, level) repeats in its image."""
+    groups: dict[tuple[int, int, str], list[Instance]] = {}
+    for inst in instances:
+        if inst.level is not None:
+            groups.setdefault((inst.image_id, inst.category_id, inst.level), []).append(inst)
+    out = []
+    for (_, _, level), members in groups.items():
+        if len(members) > 1:
+            ids = ", ".join(str(m.ann_id) for m in members)
+            out.extend(m.finding("incorrect_mark", f"level {level} appears {len(members)} "
+                                 f"times in this image (annotations {ids})") for m in members)
+    return out
+
+
+def duplicate_findings(instances: list[Instance], threshold: float) -> list[Finding]:
+    """``duplicate`` for each usable instance overlapping an earlier one of its image and class.
+
+    Candidates need bounding-box IoU >= ``threshold / 2``; mask IoU decides.
+    """
+    groups: dict[tuple[int, int], list[Instance]] = {}
+    for inst in instances:
+        if inst.usable:
+            groups.setdefault((inst.image_id, inst.category_id), []).append(inst)
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        ious = box_iou_matrix(np.array([m.box for m in members], dtype=np.float64))
+        for j in range(1, len(members)):
+            for i in np.flatnonzero(ious[j, :j] >= threshold / 2):
+                iou = mask_iou(members[int(i)].rings, members[j].rings)
+                if iou >= threshold:
+                    out.append(members[j].finding("duplicate", f"mask IoU {iou:.2f} with "
+                                                  f"annotation {members[int(i)].ann_id}"))
+                    break
+    return out
+
+
+MIN_CLASS_INSTANCES = 8
+"""Class-wide outlier statistics need at least this many instances."""
+
+
+@dataclass(frozen=True)
+class _Feature:
+    check: str
+    name: str
+    floor: float  # lower bound of the MAD, in the feature's units
+    side: int  # 0: both tails, -1: low tail only, 1: high tail only
+    label: str
+    unit: str
+    log: bool  # shown as exp(value)
+    per_image: bool  # neighbour-relative feature: pooled per class, not per level
+
+
+_FEATURES = (
+    _Feature("outlier_size", "log_area", 0.05, 0, "area", " px²", True, False),
+    _Feature("outlier_shape", "log_aspect", 0.05, 0, "aspect ratio", "", True, False),
+    _Feature("outlier_shape", "solidity", 0.02, -1, "solidity", "", False, False),
+    _Feature("outlier_position", "x_frac", 0.01, 0, "centroid x / width", "", False, False),
+    _Feature("outlier_position", "y_frac", 0.01, 0, "centroid y / height", "", False, False),
+    _Feature("outlier_size", "rel_area", 0.05, 0, "area / its 2 nearest neighbours'", "x",
+             True, True),
+    _Feature("outlier_position", "isolation", 0.05, 1, "distance to nearest neighbour / "
+             "typical size", "", True, True),
+)
+
+
+def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:
+    """Feature name -> ``(N,)`` float64 (NaN where undefined) for usable instances."""
+    area = np.array([i.area for i in instances], dtype=np.float64)
+    cen = np.array([i.centroid for i in instances], dtype=np.float64).reshape(-1, 2)
+    size = np.array([i.size or (np.nan, np.nan) for i in instances], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = {
+            "log_area": np.log(area),
+            "log_aspect": np.log(np.array([i.aspect for i in instances], dtype=np.float64)),
+            "solidity": np.array([i.solidity for i in instances], dtype=np.float64),
+            "x_frac": cen[:, 0] / size.reshape(-1, 2)[:, 0],
+            "y_frac": cen[:, 1] / size.reshape(-1, 2)[:, 1],
+            "rel_area": np.full(len(instances), np.nan),
+            "isolation": np.full(len(instances), np.nan),
+        }
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, inst in enumerate(instances):
+        groups.setdefault((inst.image_id, inst.category_id), []).append(k)
+    for members in groups.values():
+        if len(members) < 3:
+            continue
+        idx = np.array(members)
+        dist = np.linalg.norm(cen[idx, None, :] - cen[None, idx, :], axis=2)
+        np.fill_diagonal(dist, np.inf)
+        nearest = np.argsort(dist, axis=1)[:, :2]
+        table["rel_area"][idx] = table["log_area"][idx] - table["log_area"][idx][nearest].mean(1)
+        typical = float(np.median(np.sqrt(area[idx])))
+        table["isolation"][idx] = np.log(np.maximum(dist.min(axis=1), 1e-6) / typical)
+    return table
+
+
+def _group_z(values: np.ndarray, groups: dict[Any, list[int]], assign: list[Any],
+             floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust z of each value within its assigned group: ``(z, median, group count)``."""
+    stats: dict[Any, tuple[float, float, int]] = {}
+    for key, members in groups.items():
+        vals = values[members]
+        vals = vals[np.isfinite(vals)]
+        if len(vals) >= MIN_CLASS_INSTANCES:
+            med = float(np.median(vals))
+            stats[key] = (med, max(float(np.median(np.abs(vals - med))), floor), len(vals))
+    z, med, count = (np.full(len(values), np.nan) for _ in range(3))
+    for k, key in enumerate(assign):
+        if key in stats and np.isfinite(values[k]):
+            med[k], scale, count[k] = stats[key]
+            z[k] = 0.6745 * (values[k] - med[k]) / scale
+    return z, med, count
+
+
+def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
+    """``outlier_*`` warnings over the usable instances (the most extreme feature per check)."""
+    insts = [i for i in instances if i.usable]
+    table = _feature_table(insts)
+    groups: dict[Any, list[int]] = {}
+    for k, inst in enumerate(insts):
+        groups.setdefault((inst.category_id, inst.level), []).append(k)
+        if inst.level is not None:
+            groups.setdefault((inst.category_id, None), []).append(k)
+    by_class = [(i.category_id, None) for i in insts]
+    by_level = [(i.category_id, i.level) if len(groups[(i.category_id, i.level)])
+                >= MIN_CLASS_INSTANCES else (i.category_id, None) for i in insts]
+    worst: dict[tuple[int, str], tuple[float, str]] = {}
+    for feat in _FEATURES:
+        assign = by_class if feat.per_image else by_level
+        z, med, count = _group_z(table[feat.name], groups, assign, feat.floor)
+        signed = z if feat.side == 0 else np.clip(feat.side * z, 0, None)
+        for k in (int(j) for j in np.flatnonzero(np.abs(np.nan_to_num(signed)) > z_max)):
+            score = float(abs(z[k]))
+            if score <= worst.get((k, feat.check), (0.0, ""))[0]:
+                continue
+            show = np.exp if feat.log else float
+            level = assign[k][1]
+            group = f"{int(count[k])} {insts[k].category!r}{f' {level}' if level else ''}"
+            worst[(k, feat.check)] = (score, (
+                f"{feat.label} {show(table[feat.name][k]):.3g}{feat.unit} vs median "
+                f"{show(med[k]):.3g}{feat.unit} of {group} instances "
+                f"(robust z {z[k]:+.1f}, limit {z_max:g})"))
+    return [insts[k].finding(check, reason) for (k, check), (_, reason)
+            in sorted(worst.items(), key=lambda item: (insts[item[0][0]].ann_id, item[0][1]))]

@@ -1,0 +1,146 @@
+"""``spinekit split``: a fixed test set plus K folds over the rest, all by patient.
+
+No patient appears in two parts; images with no target (negatives) are spread
+across parts by stratifying on "image is negative" (scikit-learn's
+``StratifiedGroupKFold``); the result is deterministic for a seed. Images the
+cleaning report excludes are left out of every part and listed.
+
+``splits.json`` layout::
+
+    {"version": 1, "seed": S, "test_fraction": F, "k": K,
+     "test": [image ids], "folds": [[image ids of fold 0], ...],
+     "patients": {"test": [...], "folds": [[...], ...]},
+     "excluded_images": [ids], "summary": [{"part", "images", "patients", "negatives"}]}
+
+Fold ``k`` validates on ``folds[k]`` and trains on the other folds.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from spinekit.data.records import SPLITS_FILE, load_dataset, load_exclusions
+from spinekit.errors import InputError
+from spinekit.io.atomic import atomic_write_json
+
+Part = Literal["train", "val", "test", "trainval", "all"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split: ``test_fraction`` of patients held out, ``folds`` >= 2 over the rest."""
+
+    test_fraction: float = 0.2
+    folds: int = 5
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError for values out of range."""
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+
+
+def _group_split(ids: np.ndarray, groups: np.ndarray, negative: np.ndarray,
+                 n_splits: int, seed: int) -> list[np.ndarray]:
+    """Indices of each of ``n_splits`` patient-disjoint parts, stratified by negativity."""
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return [test for _, test in splitter.split(ids, negative, groups)]
+
+
+def _pick_test(ids: np.ndarray, groups: np.ndarray, negative: np.ndarray,
+               config: SplitConfig) -> np.ndarray:
+    if config.test_fraction == 0.0:
+        return np.zeros(0, dtype=np.int64)
+    n_splits = max(2, round(1.0 / config.test_fraction))
+    parts = _group_split(ids, groups, negative, n_splits, config.seed)
+    target = config.test_fraction * len(ids)
+    return min(parts, key=lambda part: abs(len(part) - target))
+
+
+def _summary(name: str, index: np.ndarray, groups: np.ndarray, negative: np.ndarray) -> dict[str, Any]:
+    return {"part": name, "images": len(index), "patients": len(set(groups[index].tolist())),
+            "negatives": int(negative[index].sum())}
+
+
+def make_splits(root: str | Path, config: SplitConfig = SplitConfig()) -> dict[str, Any]:
+    """Compute the splits of the dataset at ``root`` and write ``root/splits.json`` atomically.
+
+    Raises :class:`InputError` when there are too few patients for the parts asked for.
+    """
+    config.validate()
+    records = load_dataset(root)
+    excluded_images, excluded_anns = load_exclusions(Path(root))
+    kept_anns = [a for a in records.annotations if int(a["id"]) not in excluded_anns]
+    positive = {int(a["image_id"]) for a in kept_anns}
+    images = sorted((img for img in records.images if int(img["id"]) not in excluded_images),
+                    key=lambda img: int(img["id"]))
+    ids = np.array([int(img["id"]) for img in images], dtype=np.int64)
+    groups = np.array([str(img.get("patient_id") or f"image-{img['id']}") for img in images])
+    negative = np.array([int(i) not in positive for i in ids], dtype=np.int64)
+    n_patients = len(set(groups.tolist()))
+    needed = config.folds + (1 if config.test_fraction > 0 else 0)
+    if n_patients < needed:
+        raise InputError(Path(root), f"{n_patients} patients cannot make {config.folds} folds"
+                         f"{' plus a test set' if config.test_fraction > 0 else ''}")
+    test_index = _pick_test(ids, groups, negative, config)
+    rest = np.setdiff1d(np.arange(len(ids)), test_index)
+    if len(set(groups[rest].tolist())) < config.folds:
+        raise InputError(Path(root), f"too few patients outside the test set for {config.folds} folds")
+    fold_parts = _group_split(ids[rest], groups[rest], negative[rest], config.folds, config.seed)
+    folds = [rest[part] for part in fold_parts]
+    splits = {
+        "version": 1, "seed": config.seed, "test_fraction": config.test_fraction, "k": config.folds,
+        "test": ids[test_index].tolist(),
+        "folds": [ids[f].tolist() for f in folds],
+        "patients": {"test": sorted(set(groups[test_index].tolist())),
+                     "folds": [sorted(set(groups[f].tolist())) for f in folds]},
+        "excluded_images": sorted(excluded_images),
+        "summary": [_summary("test", test_index, groups, negative)]
+        + [_summary(f"fold {k}", f, groups, negative) for k, f in enumerate(folds)],
+    }
+    atomic_write_json(Path(root) / SPLITS_FILE, splits)
+    return splits
+
+
+def load_splits(root: str | Path) -> dict[str, Any]:
+    """Read ``root/splits.json``; InputError when missing or malformed."""
+    path = Path(root) / SPLITS_FILE
+    if not path.is_file():
+        raise InputError(path, "no splits.json: run `spinekit split` first")
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"broken JSON ({exc})") from exc
+    if not isinstance(splits, dict) or not isinstance(splits.get("folds"), list):
+        raise InputError(path, "not a spinekit splits file (no 'folds' list)")
+    return splits
+
+
+def split_image_ids(splits: dict[str, Any], part: Part, fold: int = 0) -> list[int]:
+    """Image ids of ``part``: train/val of ``fold``, test, trainval (all but test) or all."""
+    folds: Sequence[list[int]] = splits["folds"]
+    if part in ("train", "val") and not 0 <= fold < len(folds):
+        raise ValueError(f"fold {fold} out of range (the splits have {len(folds)} folds)")
+    if part == "test":
+        return list(splits["test"])
+    if part == "val":
+        return list(folds[fold])
+    if part == "train":
+        return [i for k, f in enumerate(folds) if k != fold for i in f]
+    if part == "trainval":
+        return [i for f in folds for i in f]
+    if part == "all":
+        return list(splits["test"]) + [i for f in folds for i in f]
+    raise ValueError(f"unknown split part {part!r}")

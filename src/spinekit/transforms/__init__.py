@@ -1,0 +1,1 @@
+"""Image + target transforms: resize (stretch or keep aspect with padding), anatomy-aware flip."""

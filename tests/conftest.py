@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny real image files and LabelMe folders in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+AASCE = SHARED / "aasce"
+LUMBAR_MRI = SHARED / "lumbar-mri"
+
+
+def write_png(path: Path, width: int = 64, height: int = 48, value: int | None = None) -> Path:
+    """A small gray PNG with a gradient (or a constant ``value``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if value is None:
+        arr = (np.add.outer(np.arange(height), np.arange(width)) % 256).astype(np.uint8)
+    else:
+        arr = np.full((height, width), value, dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def labelme_doc(image_path: str, width: int, height: int, shapes: list[dict]) -> dict:
+    return {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": image_path,
+            "imageData": None, "imageWidth": width, "imageHeight": height}
+
+
+def poly(label: str, points: list[list[float]], shape_type: str = "polygon",
+         group_id: int | None = None) -> dict:
+    return {"label": label, "points": points, "group_id": group_id, "shape_type": shape_type,
+            "flags": {}, "description": ""}
+
+
+@pytest.fixture
+def labelme_folder(tmp_path: Path) -> Path:
+    """Six LabelMe images of three patients, one negative, F and E polygons."""
+    src = tmp_path / "labelme"
+    for patient in range(3):
+        for frame in range(2):
+            name = f"P{patient:03d}_F{frame:03d}"
+            write_png(src / f"{name}.png", 64, 48)
+            shapes = [] if (patient, frame) == (2, 1) else [
+                poly("F", [[10, 10], [20, 10], [20, 18], [10, 18]]),
+                poly("E", [[30, 30], [50, 30], [50, 36]]),
+            ]
+            (src / f"{name}.json").write_text(json.dumps(labelme_doc(f"{name}.png", 64, 48, shapes)))
+    return src
