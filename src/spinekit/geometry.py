@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 
 def as_points(flat: Sequence[float]) -> np.ndarray:
@@ -58,16 +57,19 @@ def circle_polygon(centre: Sequence[float], rim: Sequence[float], n: int = 32) -
 def rasterize(polygons: Sequence[np.ndarray | Sequence[float]], height: int, width: int) -> np.ndarray:
     """Fill polygons (point arrays or COCO flat lists) into one ``(H, W)`` uint8 0/1 mask.
 
-    Pixel ``(r, c)`` covers ``[c, c+1) x [r, r+1)``; a vertex at ``(x, y)`` is drawn
-    at ``(x - 0.5, y - 0.5)`` in Pillow's pixel-centre convention.
+    Pixel ``(r, c)`` covers ``[c, c+1) x [r, r+1)`` and is set when its centre
+    ``(c + 0.5, r + 0.5)`` lies inside a polygon, so an axis-aligned rectangle
+    from ``(2, 2)`` to ``(10, 7)`` fills exactly 8 x 5 pixels.
     """
-    canvas = Image.new("L", (int(width), int(height)), 0)
-    draw = ImageDraw.Draw(canvas)
+    from skimage.draw import polygon as fill_polygon
+
+    mask = np.zeros((int(height), int(width)), dtype=np.uint8)
     for poly in polygons:
         pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) - 0.5
         if len(pts) >= 3:
-            draw.polygon([(float(x), float(y)) for x, y in pts], fill=1, outline=1)
-    return np.asarray(canvas, dtype=np.uint8)
+            rows, cols = fill_polygon(pts[:, 1], pts[:, 0], shape=mask.shape)
+            mask[rows, cols] = 1
+    return mask
 
 
 def mask_to_polygons(mask: np.ndarray, *, min_area: float = 1.0, tolerance: float = 0.5) -> list[np.ndarray]:
