@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import AASCE
 
+from conftest import AASCE
 from spinekit.data.ingest import IngestOptions, ingest
 from spinekit.data.records import load_dataset
 from spinekit.errors import InputError
@@ -29,7 +29,9 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "x.txt").read_text() == "hi"
 
 
-@pytest.mark.parametrize("bad", ["../x.png", "a/../../x.png", "/etc/passwd", "C:\\x.png", "..\\..\\x.png", ""])
+@pytest.mark.parametrize(
+    "bad", ["../x.png", "a/../../x.png", "/etc/passwd", "C:\\x.png", "..\\..\\x.png", ""]
+)
 def test_safe_join_refuses_escapes(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InputError):
         safe_join(tmp_path, bad, source="ann.json")

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import labelme_doc, poly, write_png
 
+from conftest import labelme_doc, poly, write_png
 from spinekit.data.ingest import IngestOptions, ingest
 from spinekit.data.records import load_dataset
 from spinekit.errors import InputError
@@ -57,7 +57,8 @@ def test_rectangle_area_and_class_remap(tmp_path: Path) -> None:
 def test_group_id_merges_parts_and_levels_become_vertebrae(tmp_path: Path) -> None:
     src = tmp_path / "src"
     write_png(src / "x.png", 50, 50)
-    shapes = [poly("L4", [[1, 1], [9, 1], [9, 9]], group_id=3), poly("L4", [[20, 20], [29, 20], [29, 29]], group_id=3),
+    shapes = [poly("L4", [[1, 1], [9, 1], [9, 9]], group_id=3),
+              poly("L4", [[20, 20], [29, 20], [29, 29]], group_id=3),
               poly("L5", [[30, 30], [40, 30], [40, 40]])]
     (src / "x.json").write_text(json.dumps(labelme_doc("x.png", 50, 50, shapes)))
     ingest(src, tmp_path / "ds", IngestOptions(format="labelme"))

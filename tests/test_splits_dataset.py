@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import labelme_doc, poly, write_png
 
+from conftest import labelme_doc, poly, write_png
 from spinekit.data.export import export_dataset
 from spinekit.data.ingest import IngestOptions, ingest
 from spinekit.data.records import load_dataset
@@ -64,7 +64,8 @@ def test_too_few_patients(tmp_path: Path) -> None:
 
 def test_cleaning_exclusions_are_honoured(tmp_path: Path) -> None:
     ds = _dataset(tmp_path, patients=6)
-    (ds / "cleaning_report.json").write_text(json.dumps({"excluded_images": [1], "excluded_annotations": [3]}))
+    report = {"excluded_images": [1], "excluded_annotations": [3]}
+    (ds / "cleaning_report.json").write_text(json.dumps(report))
     splits = make_splits(ds, SplitConfig(test_fraction=0.0, folds=2))
     assert 1 not in [i for f in splits["folds"] for i in f]
     data = SpineDataset(ds, part="all", config=DatasetConfig(size=(20, 40)))
@@ -79,7 +80,7 @@ def test_dataset_targets_resize_and_negatives(tmp_path: Path) -> None:
     data = SpineDataset(ds, part="all", config=DatasetConfig(size=(20, 40)))
     image, target = data[0]
     assert image.shape == (1, 20, 40) and image.dtype == torch.float32
-    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     assert target["boxes"].dtype == torch.float32 and target["labels"].dtype == torch.int64
     assert target["masks"].shape == (2, 20, 40) and target["masks"].dtype == torch.uint8
     # TP_left occupies x 4..20, y 4..14 of 80x40 -> x 2..10, y 2..7 at half size
@@ -87,7 +88,8 @@ def test_dataset_targets_resize_and_negatives(tmp_path: Path) -> None:
     assert int(target["masks"][0].sum()) == 8 * 5
     negatives = [data[i][1] for i in range(len(data)) if data.images[i]["file_name"].endswith("F002.png")
                  and int(data.images[i]["patient_id"][1:]) % 2 == 0]
-    assert negatives and all(t["boxes"].shape == (0, 4) and t["masks"].shape == (0, 20, 40) for t in negatives)
+    assert negatives
+    assert all(t["boxes"].shape == (0, 4) and t["masks"].shape == (0, 20, 40) for t in negatives)
     images, targets = collate([data[0], data[1]])
     assert len(images) == 2 and len(targets) == 2
 

@@ -55,10 +55,6 @@ CHECKS: dict[str, CheckInfo] = {
 }
 """Every check id, in report order."""
 
-IMAGE_CHECKS = frozenset({"damaged_file", "naming", "foreign_annotation", "emptied_image",
-                          "negative"})
-"""Checks that can hit an image as a whole (annotation_id null)."""
-
 OPEN_SHAPE_KINDS = frozenset({"polyline", "line", "linestrip", "point", "points"})
 
 
@@ -357,7 +353,7 @@ def level_findings(instances: list[Instance]) -> list[Finding]:
     for inst in instances:
         if inst.level is not None:
             groups.setdefault((inst.image_id, inst.category_id, inst.level), []).append(inst)
-    out = []
+    out: list[Finding] = []
     for (_, _, level), members in groups.items():
         if len(members) > 1:
             ids = ", ".join(str(m.ann_id) for m in members)
@@ -401,52 +397,70 @@ class _Feature:
     floor: float  # lower bound of the MAD, in the feature's units
     side: int  # 0: both tails, -1: low tail only, 1: high tail only
     label: str
-    unit: str
     log: bool  # shown as exp(value)
-    per_image: bool  # neighbour-relative feature: pooled per class, not per level
+    per_class: bool  # pooled over the class, not per (class, level)
 
 
 _FEATURES = (
-    _Feature("outlier_size", "log_area", 0.05, 0, "area", " px²", True, False),
-    _Feature("outlier_shape", "log_aspect", 0.05, 0, "aspect ratio", "", True, False),
-    _Feature("outlier_shape", "solidity", 0.02, -1, "solidity", "", False, False),
-    _Feature("outlier_position", "x_frac", 0.01, 0, "centroid x / width", "", False, False),
-    _Feature("outlier_position", "y_frac", 0.01, 0, "centroid y / height", "", False, False),
-    _Feature("outlier_size", "rel_area", 0.05, 0, "area / its 2 nearest neighbours'", "x",
+    _Feature("outlier_size", "area_image", 0.05, 0, "area / image area", True, False),
+    _Feature("outlier_size", "area_spine", 0.05, 0, "area / median of the image's", True, False),
+    _Feature("outlier_size", "area_next", 0.05, 0, "area / 2 nearest neighbours'", True, True),
+    _Feature("outlier_shape", "aspect", 0.05, 0, "aspect ratio", True, False),
+    _Feature("outlier_shape", "solidity", 0.02, -1, "solidity", False, False),
+    _Feature("outlier_position", "x_image", 0.01, 0, "centroid x / width", False, False),
+    _Feature("outlier_position", "y_image", 0.01, 0, "centroid y / height", False, False),
+    _Feature("outlier_position", "x_spine", 0.1, 0, "x offset from the image's same-class "
+             "median / size", False, False),
+    _Feature("outlier_position", "y_spine", 0.1, 0, "y offset from the image's same-class "
+             "median / size", False, False),
+    _Feature("outlier_position", "isolation", 0.05, 1, "distance to nearest neighbour / size",
              True, True),
-    _Feature("outlier_position", "isolation", 0.05, 1, "distance to nearest neighbour / "
-             "typical size", "", True, True),
 )
 
 
+def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.ndarray,
+                        levelled: np.ndarray) -> None:
+    """Fill the in-image features of one image's same-class instances ``idx`` (>= 3)."""
+    log_area = table["log_area"][idx]
+    dist = np.linalg.norm(cen[idx, None, :] - cen[None, idx, :], axis=2)
+    np.fill_diagonal(dist, np.inf)
+    nearest = np.argsort(dist, axis=1)[:, :2]
+    table["area_next"][idx] = log_area - log_area[nearest].mean(axis=1)
+    typical = float(np.exp(np.median(log_area) / 2))  # sqrt of the median area
+    table["isolation"][idx] = np.log(np.maximum(dist.min(axis=1), 1e-6) / typical)
+    lev = idx[levelled[idx]]
+    table["area_spine"][lev] = table["log_area"][lev] - float(np.median(log_area))
+    offset = (cen[lev] - np.median(cen[idx], axis=0)) / typical
+    table["x_spine"][lev], table["y_spine"][lev] = offset[:, 0], offset[:, 1]
+
+
 def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:
-    """Feature name -> ``(N,)`` float64 (NaN where undefined) for usable instances."""
+    """Feature name -> ``(N,)`` float64 (NaN where undefined) of the instances.
+
+    Instances with a level and at least 2 same-class companions in their image
+    are measured against those (``*_spine``); the others against the image
+    frame (``*_image``), which depends on the field of view.
+    """
+    n = len(instances)
     area = np.array([i.area for i in instances], dtype=np.float64)
     cen = np.array([i.centroid for i in instances], dtype=np.float64).reshape(-1, 2)
-    size = np.array([i.size or (np.nan, np.nan) for i in instances], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table = {
-            "log_area": np.log(area),
-            "log_aspect": np.log(np.array([i.aspect for i in instances], dtype=np.float64)),
-            "solidity": np.array([i.solidity for i in instances], dtype=np.float64),
-            "x_frac": cen[:, 0] / size.reshape(-1, 2)[:, 0],
-            "y_frac": cen[:, 1] / size.reshape(-1, 2)[:, 1],
-            "rel_area": np.full(len(instances), np.nan),
-            "isolation": np.full(len(instances), np.nan),
-        }
+    size = np.array([i.size or (np.nan, np.nan) for i in instances],
+                    dtype=np.float64).reshape(-1, 2)
+    table = {name: np.full(n, np.nan) for name in (f.name for f in _FEATURES)}
+    table["log_area"] = np.log(area)
+    table["aspect"] = np.log(np.array([i.aspect for i in instances], dtype=np.float64))
+    table["solidity"] = np.array([i.solidity for i in instances], dtype=np.float64)
     groups: dict[tuple[int, int], list[int]] = {}
     for k, inst in enumerate(instances):
         groups.setdefault((inst.image_id, inst.category_id), []).append(k)
+    levelled = np.array([i.level is not None for i in instances], dtype=bool)
     for members in groups.values():
-        if len(members) < 3:
-            continue
-        idx = np.array(members)
-        dist = np.linalg.norm(cen[idx, None, :] - cen[None, idx, :], axis=2)
-        np.fill_diagonal(dist, np.inf)
-        nearest = np.argsort(dist, axis=1)[:, :2]
-        table["rel_area"][idx] = table["log_area"][idx] - table["log_area"][idx][nearest].mean(1)
-        typical = float(np.median(np.sqrt(area[idx])))
-        table["isolation"][idx] = np.log(np.maximum(dist.min(axis=1), 1e-6) / typical)
+        if len(members) >= 3:
+            _neighbour_features(table, np.array(members), cen, levelled)
+    frame = np.isnan(table["area_spine"])
+    table["area_image"][frame] = table["log_area"][frame] - np.log(size[frame].prod(axis=1))
+    table["x_image"][frame] = cen[frame, 0] / size[frame, 0]
+    table["y_image"][frame] = cen[frame, 1] / size[frame, 1]
     return table
 
 
@@ -460,18 +474,19 @@ def _group_z(values: np.ndarray, groups: dict[Any, list[int]], assign: list[Any]
         if len(vals) >= MIN_CLASS_INSTANCES:
             med = float(np.median(vals))
             stats[key] = (med, max(float(np.median(np.abs(vals - med))), floor), len(vals))
-    z, med, count = (np.full(len(values), np.nan) for _ in range(3))
+    z, centre, count = (np.full(len(values), np.nan) for _ in range(3))
     for k, key in enumerate(assign):
         if key in stats and np.isfinite(values[k]):
-            med[k], scale, count[k] = stats[key]
-            z[k] = 0.6745 * (values[k] - med[k]) / scale
-    return z, med, count
+            centre[k], scale, count[k] = stats[key]
+            z[k] = 0.6745 * (values[k] - centre[k]) / scale
+    return z, centre, count
 
 
 def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
     """``outlier_*`` warnings over the usable instances (the most extreme feature per check)."""
     insts = [i for i in instances if i.usable]
-    table = _feature_table(insts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = _feature_table(insts)
     groups: dict[Any, list[int]] = {}
     for k, inst in enumerate(insts):
         groups.setdefault((inst.category_id, inst.level), []).append(k)
@@ -482,7 +497,7 @@ def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
                 >= MIN_CLASS_INSTANCES else (i.category_id, None) for i in insts]
     worst: dict[tuple[int, str], tuple[float, str]] = {}
     for feat in _FEATURES:
-        assign = by_class if feat.per_image else by_level
+        assign = by_class if feat.per_class else by_level
         z, med, count = _group_z(table[feat.name], groups, assign, feat.floor)
         signed = z if feat.side == 0 else np.clip(feat.side * z, 0, None)
         for k in (int(j) for j in np.flatnonzero(np.abs(np.nan_to_num(signed)) > z_max)):
@@ -493,8 +508,8 @@ def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
             level = assign[k][1]
             group = f"{int(count[k])} {insts[k].category!r}{f' {level}' if level else ''}"
             worst[(k, feat.check)] = (score, (
-                f"{feat.label} {show(table[feat.name][k]):.3g}{feat.unit} vs median "
-                f"{show(med[k]):.3g}{feat.unit} of {group} instances "
-                f"(robust z {z[k]:+.1f}, limit {z_max:g})"))
+                f"{feat.label} {show(table[feat.name][k]):.3g} vs median "
+                f"{show(med[k]):.3g} of {group} instances (robust z {z[k]:+.1f}, "
+                f"limit {z_max:g})"))
     return [insts[k].finding(check, reason) for (k, check), (_, reason)
             in sorted(worst.items(), key=lambda item: (insts[item[0][0]].ann_id, item[0][1]))]

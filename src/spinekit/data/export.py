@@ -24,7 +24,7 @@ ExportFormat = Literal["labelme", "coco"]
 
 def _labelme_shapes(anns: list[dict[str, Any]], names: dict[int, str],
                     points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    shapes = []
+    shapes: list[dict[str, Any]] = []
     for ann in anns:
         level = (ann.get("attributes") or {}).get("level")
         label = level if level and names[int(ann["category_id"])] == "vertebra" else names[

@@ -246,7 +246,7 @@ def ingest(src: str | Path, out: str | Path, options: IngestOptions,
             record = _image_record(item, placed, len(images) + 1, src_path, pattern)
             images.append(record)
             converter.add(item, record)
-            report.warnings.extend(_split_line(w) for w in item.extra.get("warnings", []) or [])
+            report.warnings.extend(_split_line(str(w)) for w in _as_list(item.extra.get("warnings")))
     if progress is not None:
         progress(len(items), len(items))
     if not images:
@@ -268,6 +268,10 @@ def _unique_items(items: list[SourceItem], report: IngestReport) -> list[SourceI
         seen[key] = str(item.source)
         unique.append(item)
     return unique
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 def _safe_place(writer: _ImageWriter, item: SourceItem) -> dict[str, Any] | InputError:

@@ -58,6 +58,7 @@ class DatasetConfig:
 
 def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Image:
     """Open an image, letting JPEG decode at a reduced scale when much larger than needed."""
+    img: Image.Image
     try:
         img = Image.open(path)
         if img.format == "JPEG":
