@@ -62,7 +62,7 @@ def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Im
     try:
         img = Image.open(path)
         if img.format == "JPEG":
-            img.draft("L" if channels == 1 else "RGB", (plan_size[1] * 2, plan_size[0] * 2))
+            img.draft("L" if channels == 1 else "RGB", (plan_size[1], plan_size[0]))
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"cannot read image ({exc})") from exc
@@ -126,7 +126,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
 
     def _target(self, info: dict[str, Any], plan: ResizePlan) -> dict[str, torch.Tensor]:
         height, width = plan.out_height, plan.out_width
-        boxes, labels, masks = [], [], []
+        boxes, labels, masks, areas = [], [], [], []
         for ann in self.annotations[int(info["id"])]:
             rings = [plan.apply_points(as_points(part)) for part in ann["segmentation"]]
             mask = rasterize(rings, height, width)
@@ -136,6 +136,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
             boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
             labels.append(int(ann["category_id"]))
             masks.append(mask)
+            areas.append(float(np.count_nonzero(mask)))
         n = len(labels)
         mask_tensor = (torch.from_numpy(np.stack(masks)) if n
                        else torch.zeros((0, height, width), dtype=torch.uint8))
@@ -144,7 +145,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
             "labels": torch.tensor(labels, dtype=torch.int64),
             "masks": mask_tensor,
             "image_id": torch.tensor(int(info["id"]), dtype=torch.int64),
-            "area": mask_tensor.flatten(1).sum(1).float() if n else torch.zeros(0),
+            "area": torch.tensor(areas, dtype=torch.float32),
             "iscrowd": torch.zeros(n, dtype=torch.int64),
             "orig_size": torch.tensor([int(info["height"]), int(info["width"])], dtype=torch.int64),
         }

@@ -62,7 +62,7 @@ class ResizePlan:
 def resize_image(img: Image.Image, plan: ResizePlan) -> Image.Image:
     """Resize a Pillow image by ``plan`` (bilinear, antialiased), padding with zeros."""
     size = (plan.inner_width, plan.inner_height)
-    resized = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    resized = img.resize(size, Image.Resampling.BILINEAR)
     if size == (plan.out_width, plan.out_height):
         return resized
     canvas = Image.new(resized.mode, (plan.out_width, plan.out_height), 0)
