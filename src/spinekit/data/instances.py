@@ -89,11 +89,12 @@ class ItemConverter:
             "bbox": bbox_of(everything),
             "area": round(sum(polygon_area(r) for r in rings), 2),
             "iscrowd": 1 if attributes.get("iscrowd") == "1" else 0,
-            "shape": first.kind,
+            "shape": attributes.get("shape", first.kind),
         }
         if "corners" in attributes:
             ann["corners"] = json.loads(attributes["corners"])
-        extra = {k: v for k, v in attributes.items() if k not in (*_INTERNAL_ATTRIBUTES, "iscrowd")}
+        extra = {k: v for k, v in attributes.items()
+                 if k not in (*_INTERNAL_ATTRIBUTES, "iscrowd", "shape")}
         if extra:
             ann["attributes"] = extra
         self.annotations.append(ann)

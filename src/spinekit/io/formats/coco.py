@@ -1,0 +1,466 @@
+"""COCO instances JSON (including spinekit's own ``annotations.json``).
+
+``src`` is a COCO JSON file or a folder holding exactly one ``*.json`` (with
+several, ``annotations.json`` or a single ``instances*.json`` is taken).
+Image ``file_name`` values are relative to the JSON's folder (or to a relative
+``info.image_root`` inside it); ``images/<file_name>`` is tried as well.
+Images whose file is missing are skipped with the reason ``image not found``.
+
+Segmentation handling, one :class:`~spinekit.io.shapes.Shape` per part:
+
+- polygon lists: every part of an annotation is its own polygon shape;
+- uncompressed RLE (``counts`` list) and compressed RLE (``counts`` string,
+  COCO's 6-bit LEB128-like code, decoded here without pycocotools) are decoded
+  to a mask and traced with :func:`spinekit.geometry.mask_to_polygons`, one
+  polygon per connected part;
+- no segmentation: the ``bbox`` becomes a ``rectangle`` shape.
+
+All shapes of one annotation carry the attribute ``instance`` = str(annotation
+id), so that ingest can regroup multi-part instances. ``iscrowd=1`` adds the
+attribute ``iscrowd="1"``. Keypoints of categories that name them become
+``point`` shapes labelled ``"<category>:<keypoint name>"`` (visible ones,
+``v > 0``). spinekit's own extensions pass through: ``images[]`` fields
+``patient_id``, ``pixel_spacing_mm``, ``frame`` and ``points`` (point shapes),
+``annotations[]`` fields ``attributes`` (into ``Shape.attributes``) and
+``shape`` (the source shape kind: rectangles, circles and polylines are
+restored when the polygon has the form ingest writes; otherwise the kind is
+kept as attribute ``shape``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinekit.errors import InputError
+from spinekit.geometry import mask_to_polygons
+from spinekit.io.images import MAX_IMAGE_PIXELS
+from spinekit.io.paths import safe_join
+from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
+
+log = logging.getLogger(__name__)
+
+_PREFERRED_NAMES = ("annotations.json",)
+
+
+# ----------------------------------------------------------------------------- RLE
+
+
+def rle_string_to_counts(text: str) -> list[int]:
+    """Decode a COCO compressed RLE string into run lengths (pycocotools ``rleFrString``).
+
+    Each run is written in 6-bit groups (characters ``chr(48 + c)``): 5 value
+    bits, bit 0x20 = more groups follow, bit 0x10 of the last group = sign.
+    From the fourth run on the value is the difference to the run two before.
+    Raises ``ValueError`` on a character outside the code or a truncated run.
+    """
+    counts: list[int] = []
+    pos, size = 0, len(text)
+    while pos < size:
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= size:
+                raise ValueError("truncated RLE string")
+            code = ord(text[pos]) - 48
+            if not 0 <= code < 64:
+                raise ValueError(f"invalid RLE character {text[pos]!r}")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            pos += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def counts_to_rle_string(counts: Sequence[int]) -> str:
+    """Encode run lengths as a COCO compressed RLE string (inverse of ``rle_string_to_counts``)."""
+    chars: list[str] = []
+    for index, count in enumerate(counts):
+        value = int(count) - (int(counts[index - 2]) if index > 2 else 0)
+        more = True
+        while more:
+            code = value & 0x1F
+            value >>= 5
+            more = value != -1 if code & 0x10 else value != 0
+            if more:
+                code |= 0x20
+            chars.append(chr(code + 48))
+    return "".join(chars)
+
+
+def mask_to_rle_counts(mask: np.ndarray) -> list[int]:
+    """Column-major (COCO) run lengths of a ``(H, W)`` 0/1 mask, starting with a 0-run."""
+    flat = (np.asarray(mask).T.reshape(-1) > 0).astype(np.int8)
+    if flat.size == 0:
+        return [0]
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], edges, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] == 1 else runs
+
+
+def decode_rle(counts: Sequence[int] | str, height: int, width: int) -> np.ndarray:
+    """COCO RLE (run-length list or compressed string) -> ``(H, W)`` uint8 0/1 mask.
+
+    Runs alternate 0 and 1, starting with 0, in column-major order. Runs
+    summing to less than ``H * W`` leave the rest 0 (as pycocotools does);
+    more than ``H * W``, negative runs or a bad string raise ``ValueError``.
+    """
+    runs = rle_string_to_counts(counts) if isinstance(counts, str) else [int(c) for c in counts]
+    total = height * width
+    if any(r < 0 for r in runs):
+        raise ValueError("negative run length in RLE")
+    if sum(runs) > total:
+        raise ValueError(f"RLE covers {sum(runs)} pixels, more than {height}x{width}")
+    values = np.repeat(np.arange(len(runs), dtype=np.int64) % 2, runs).astype(np.uint8)
+    flat = np.zeros(total, dtype=np.uint8)
+    flat[: values.size] = values
+    return np.ascontiguousarray(flat.reshape(width, height).T)
+
+
+# ----------------------------------------------------------------------------- file
+
+
+def find_coco_json(src: Path) -> Path:
+    """The COCO JSON file of ``src`` (a file, or a folder with one usable ``*.json``)."""
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise InputError(src, "source not found")
+    files = sorted(p for p in src.glob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise InputError(src, "no COCO .json file found in this folder")
+    if len(files) == 1:
+        return files[0]
+    preferred = [p for p in files if p.name in _PREFERRED_NAMES]
+    if preferred:
+        return preferred[0]
+    instances = [p for p in files if p.name.startswith("instances")]
+    if len(instances) == 1:
+        return instances[0]
+    names = ", ".join(p.name for p in files)
+    raise InputError(src, f"several JSON files ({names}); pass the COCO file itself")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"broken JSON ({exc.__class__.__name__}: {exc})") from exc
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise InputError(path, "not a COCO file (no 'images' list)")
+    for key in ("annotations", "categories"):
+        if not isinstance(doc.get(key, []), list):
+            raise InputError(path, f"{key!r} is not a list")
+    return doc
+
+
+@dataclass
+class _Context:
+    """What every entry of one COCO file needs."""
+
+    json_path: Path
+    base: Path  # folder file names are reported relative to (resolved)
+    roots: list[Path]  # folders tried in order for image file names
+    max_pixels: int
+    categories: dict[int, str] = field(default_factory=dict)
+    keypoint_names: dict[int, list[str]] = field(default_factory=dict)
+
+
+def _image_roots(doc: dict[str, Any], json_dir: Path, json_path: Path) -> list[Path]:
+    roots: list[Path] = []
+    info = doc.get("info")
+    image_root = info.get("image_root") if isinstance(info, dict) else None
+    if isinstance(image_root, str) and image_root not in ("", "."):
+        try:
+            candidate = safe_join(json_dir, image_root, source=json_path)
+            if candidate.is_dir():
+                roots.append(candidate)
+        except InputError as exc:
+            log.info("not following info.image_root: %s", exc)
+    roots.append(json_dir.resolve())
+    if (json_dir / "images").is_dir():
+        roots.append((json_dir / "images").resolve())
+    return roots
+
+
+def _categories(doc: dict[str, Any], ctx: _Context, skipped: list[str]) -> None:
+    for index, cat in enumerate(doc.get("categories", [])):
+        if not isinstance(cat, dict) or "id" not in cat or not str(cat.get("name", "")).strip():
+            skipped.append(f"{ctx.json_path}: category {index} has no id or name")
+            continue
+        try:
+            cat_id = int(cat["id"])
+        except (TypeError, ValueError):
+            skipped.append(f"{ctx.json_path}: category {index} has a non-integer id")
+            continue
+        ctx.categories[cat_id] = str(cat["name"]).strip()
+        names = cat.get("keypoints")
+        if isinstance(names, list) and names:
+            ctx.keypoint_names[cat_id] = [str(n) for n in names]
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _find_image(name: str, ctx: _Context) -> Path:
+    """Resolve an image file name; raises InputError (escaping path, not found)."""
+    for root in ctx.roots:
+        path = safe_join(root, name, source=ctx.json_path)
+        if path.is_file():
+            return path
+    raise InputError(ctx.json_path, f"image {name!r}: image not found")
+
+
+def _spacing(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        try:
+            row, col = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            return None
+        if row > 0 and col > 0:
+            return (row, col)
+    return None
+
+
+def _point_shapes(raw: Any) -> list[Shape]:
+    """spinekit's ``images[].points`` (``{"label", "x", "y", ...}``) -> point shapes."""
+    shapes: list[Shape] = []
+    for point in raw if isinstance(raw, list) else []:
+        if not isinstance(point, dict) or "label" not in point:
+            continue
+        try:
+            xy = ((float(point["x"]), float(point["y"])),)
+        except (KeyError, TypeError, ValueError):
+            continue
+        attrs = {str(k): str(v) for k, v in point.items() if k not in ("label", "x", "y")}
+        shapes.append(Shape(label=str(point["label"]), kind="point", points=xy, attributes=attrs))
+    return shapes
+
+
+def _image_item(entry: Any, ctx: _Context) -> tuple[int, SourceItem]:
+    if not isinstance(entry, dict) or "id" not in entry or not entry.get("file_name"):
+        raise InputError(ctx.json_path, f"image entry without id or file_name: {str(entry)[:80]}")
+    image_id = int(entry["id"])
+    path = _find_image(str(entry["file_name"]), ctx)
+    width, height = entry.get("width"), entry.get("height")
+    frame = entry.get("frame")
+    known = {
+        "id",
+        "file_name",
+        "width",
+        "height",
+        "patient_id",
+        "pixel_spacing_mm",
+        "frame",
+        "points",
+    }
+    item = SourceItem(
+        source=ctx.json_path,
+        file_name=path.relative_to(ctx.base).as_posix(),
+        shapes=_point_shapes(entry.get("points")),
+        image_path=path,
+        width=int(width) if isinstance(width, int | float) else None,
+        height=int(height) if isinstance(height, int | float) else None,
+        patient_id=None if entry.get("patient_id") is None else str(entry["patient_id"]),
+        pixel_spacing_mm=_spacing(entry.get("pixel_spacing_mm")),
+        frame=int(frame) if isinstance(frame, int) else None,
+        extra={"warnings": [], **{k: v for k, v in entry.items() if k not in known}},
+    )
+    return image_id, item
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def _restore_kind(shape_field: Any, pts: np.ndarray) -> tuple[ShapeKind, np.ndarray] | None:
+    """Undo ingest's polygon form of rectangles, circles and polylines (``shape`` field)."""
+    if shape_field == "polyline" and len(pts) >= 2:
+        return "polyline", pts
+    if shape_field == "rectangle" and len(pts) == 4:
+        xs, ys = np.unique(np.round(pts[:, 0], 2)), np.unique(np.round(pts[:, 1], 2))
+        if len(xs) == 2 and len(ys) == 2:
+            return "rectangle", np.array([[xs[0], ys[0]], [xs[1], ys[1]]])
+    if shape_field == "circle" and len(pts) >= 8:
+        centre = pts.mean(axis=0)
+        radii = np.hypot(*(pts - centre).T)
+        if radii.mean() > 0 and np.ptp(radii) <= 0.02 * radii.mean() + 0.02:
+            rim = centre + np.array([radii.mean(), 0.0])
+            return "circle", np.stack([centre, rim])
+    return None
+
+
+def _polygon_shapes(parts: list[Any], label: str, attrs: dict[str, str], shape_field: Any) -> list[Shape]:
+    shapes: list[Shape] = []
+    for part in parts:
+        if not isinstance(part, list) or len(part) % 2 or len(part) < 4:
+            raise ValueError("polygon part is not a flat [x1, y1, x2, y2, ...] list")
+        pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+        if not np.all(np.isfinite(pts)):
+            raise ValueError("polygon has non-finite coordinates")
+        restored = _restore_kind(shape_field, pts)
+        if restored is not None:
+            kind, pts = restored
+        elif len(pts) >= 3:
+            kind = "polygon"
+        else:
+            raise ValueError(f"polygon part with {len(pts)} points")
+        extra_attrs = dict(attrs)
+        if shape_field and restored is None and shape_field != "polygon":
+            extra_attrs["shape"] = str(shape_field)
+        points = tuple((float(x), float(y)) for x, y in pts)
+        shapes.append(Shape(label=label, kind=kind, points=points, attributes=extra_attrs))
+    return shapes
+
+
+def _rle_shapes(seg: dict[str, Any], label: str, attrs: dict[str, str], ctx: _Context) -> list[Shape]:
+    size = seg.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        raise ValueError("RLE without a [height, width] size")
+    height, width = int(size[0]), int(size[1])
+    if height <= 0 or width <= 0 or height * width > ctx.max_pixels:
+        raise ValueError(f"RLE size {height}x{width} is empty or over the pixel limit")
+    counts = seg.get("counts")
+    if not isinstance(counts, str | list):
+        raise ValueError("RLE counts are neither a list nor a string")
+    mask = decode_rle(counts, height, width)
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        raise ValueError("RLE mask is empty")
+    y0, x0 = int(ys.min()), int(xs.min())
+    crop = mask[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1]
+    shapes = []
+    for ring in mask_to_polygons(crop, tolerance=0.5):
+        points = tuple((float(x) + x0, float(y) + y0) for x, y in ring)
+        shapes.append(Shape(label=label, kind="polygon", points=points, attributes=dict(attrs)))
+    return shapes
+
+
+def _bbox_shape(bbox: Any, label: str, attrs: dict[str, str]) -> list[Shape]:
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise ValueError("no segmentation and no [x, y, w, h] bbox")
+    x, y, w, h = (float(v) for v in bbox)
+    if not (w > 0 and h > 0):
+        raise ValueError(f"bbox {bbox} has no area")
+    return [Shape(label=label, kind="rectangle", points=((x, y), (x + w, y + h)), attributes=attrs)]
+
+
+def _keypoint_shapes(ann: dict[str, Any], cat_id: int, label: str, ctx: _Context) -> list[Shape]:
+    raw, names = ann.get("keypoints"), ctx.keypoint_names.get(cat_id)
+    if not isinstance(raw, list) or not raw or not names:
+        return []
+    if len(raw) != 3 * len(names):
+        raise ValueError(f"{len(raw)} keypoint values for {len(names)} keypoint names")
+    instance = {"instance": str(ann.get("id"))}
+    shapes = []
+    for name, (x, y, v) in zip(names, np.asarray(raw, dtype=np.float64).reshape(-1, 3), strict=True):
+        if v > 0:
+            point = ((float(x), float(y)),)
+            shapes.append(Shape(label=f"{label}:{name}", kind="point", points=point, attributes=instance))
+    return shapes
+
+
+def _annotation_shapes(ann: dict[str, Any], cat_id: int, ctx: _Context) -> list[Shape]:
+    """All shapes of one annotation; raises ValueError with the reason when unusable."""
+    label = ctx.categories[cat_id]
+    attrs = {str(k): str(v) for k, v in (ann.get("attributes") or {}).items() if v is not None}
+    attrs["instance"] = str(ann.get("id"))
+    if ann.get("iscrowd") in (1, True, "1"):
+        attrs["iscrowd"] = "1"
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        shapes = _polygon_shapes(seg, label, attrs, ann.get("shape"))
+    elif isinstance(seg, dict):
+        shapes = _rle_shapes(seg, label, attrs, ctx)
+    elif ann.get("bbox") is not None:
+        shapes = _bbox_shape(ann.get("bbox"), label, attrs)
+    else:
+        shapes = []
+    shapes += _keypoint_shapes(ann, cat_id, label, ctx)
+    if not shapes:
+        raise ValueError("no segmentation, bbox or visible keypoints")
+    return shapes
+
+
+def _add_annotations(
+    doc: dict[str, Any],
+    items: dict[int, SourceItem],
+    dropped: set[int],
+    ctx: _Context,
+    skipped: list[str],
+) -> None:
+    for index, ann in enumerate(doc.get("annotations", [])):
+        ann_id = ann.get("id", index) if isinstance(ann, dict) else index
+        where = f"{ctx.json_path}: annotation {ann_id}"
+        if not isinstance(ann, dict):
+            skipped.append(f"{where}: not an object")
+            continue
+        try:
+            image_id, cat_id = int(ann["image_id"]), int(ann["category_id"])
+        except (KeyError, TypeError, ValueError):
+            skipped.append(f"{where}: missing or invalid image_id/category_id")
+            continue
+        if image_id in dropped:
+            continue  # its image was skipped already, with the reason
+        if image_id not in items:
+            skipped.append(f"{where}: unknown image_id {image_id}")
+            continue
+        if cat_id not in ctx.categories:
+            skipped.append(f"{where}: unknown category_id {cat_id}")
+            continue
+        try:
+            items[image_id].shapes.extend(_annotation_shapes(ann, cat_id, ctx))
+        except (ValueError, TypeError) as exc:
+            warnings = items[image_id].extra["warnings"]
+            assert isinstance(warnings, list)
+            warnings.append(f"{where}: {exc}")
+
+
+def read_coco(src: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> ReadResult:
+    """Read a COCO instances file: one :class:`SourceItem` per image whose file exists.
+
+    Raises :class:`InputError` when no COCO file can be found or it is not valid
+    COCO JSON. Image entries that cannot be used (missing file, path escaping
+    the folder, no id) and annotations pointing at unknown images or categories
+    are listed in ``skipped``; unusable annotations of a good image (bad
+    segmentation) are noted in that item's ``extra["warnings"]``.
+    """
+    json_path = find_coco_json(Path(src))
+    doc = _load(json_path)
+    ctx = _Context(
+        json_path=json_path,
+        base=json_path.parent.resolve(),
+        roots=_image_roots(doc, json_path.parent, json_path),
+        max_pixels=max_pixels,
+    )
+    result = ReadResult()
+    _categories(doc, ctx, result.skipped)
+    items: dict[int, SourceItem] = {}
+    dropped: set[int] = set()
+    for entry in doc["images"]:
+        try:
+            image_id, item = _image_item(entry, ctx)
+        except (InputError, TypeError, ValueError) as exc:
+            result.skipped.append(str(exc) if isinstance(exc, InputError) else f"{json_path}: {exc}")
+            if isinstance(entry, dict) and isinstance(entry.get("id"), int):
+                dropped.add(int(entry["id"]))
+            continue
+        if image_id in items:
+            result.skipped.append(f"{json_path}: image id {image_id} appears twice; second one skipped")
+            continue
+        items[image_id] = item
+    _add_annotations(doc, items, dropped, ctx, result.skipped)
+    result.items = list(items.values())
+    return result
