@@ -85,3 +85,21 @@ def test_aasce_real_set_ingests_every_vertebra(tmp_path: Path) -> None:
     assert first["patient_id"] == "162"
     corners = by_image[first["id"]][0]["corners"]
     assert len(corners) == 4 and all(0 <= x <= first["width"] for x, _ in corners)
+
+
+@pytest.mark.slow
+def test_lumbar_mri_ingests_every_level_with_patient_and_spacing(tmp_path: Path) -> None:
+    from conftest import LUMBAR_MRI
+
+    report = ingest(LUMBAR_MRI, tmp_path / "mri", IngestOptions(format="masks"))
+    slices = json.loads((LUMBAR_MRI / "slices.json").read_text())
+    assert report.images == len(slices) == 168 and report.skipped == []
+    records = load_dataset(tmp_path / "mri")
+    by_name = {Path(img["file_name"]).name: img for img in records.images}
+    by_image = records.annotations_by_image()
+    for entry in slices:
+        image = by_name[Path(entry["image"]).name]
+        assert image["patient_id"] == entry["patient_id"]
+        assert image["pixel_spacing_mm"] == entry["pixel_spacing_mm"]
+        levels = sorted(a["attributes"]["level"] for a in by_image[image["id"]])
+        assert levels == sorted(entry["levels_present"])

@@ -51,6 +51,15 @@ def ingest(
     salt: Annotated[str | None, typer.Option(
         envvar="SPINEKIT_SALT", help="Salt of the DICOM PatientID pseudonyms.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+    label_attribute: Annotated[str | None, typer.Option(
+        help="VIA: region attribute that holds the class label.")] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        help="Masks: JSON mapping mask values to classes/levels (default SRC/labels.json).")] = None,
+    min_component_px: Annotated[int, typer.Option(
+        help="Masks: drop mask components smaller than this (noted in the report).")] = 20,
+    max_megapixels: Annotated[float, typer.Option(help="Refuse images larger than this.")] = 64.0,
+    quick: Annotated[bool, typer.Option(
+        help="Check image headers only (skip the full decode that catches truncated files).")] = False,
 ) -> None:
     """Read annotations in any supported format into a spinekit dataset (COCO)."""
     from spinekit.data.ingest import IngestOptions
@@ -60,7 +69,9 @@ def ingest(
         options = IngestOptions(
             format=fmt, classes=classes, patient_pattern=patient_pattern,
             copy_images=not reference, frames=frames if frames == "all" else int(frames),
-            salt=salt, overwrite=overwrite,
+            salt=salt, overwrite=overwrite, label_attribute=label_attribute, mapping=mapping,
+            min_component_px=min_component_px, max_pixels=int(max_megapixels * 1_000_000),
+            verify_pixels=not quick,
         )
         with progress_bar("ingest") as progress:
             report = run_ingest(src, out, options, progress=progress)

@@ -120,8 +120,9 @@ def parse_rings(segmentation: Any) -> tuple[list[np.ndarray], str | None]:
         if not np.all(np.isfinite(pts)):
             return [], f"polygon {k} has non-finite coordinates"
         ring = distinct_ring(pts)
-        if len(np.unique(ring, axis=0)) < 3:
-            return [], f"polygon {k} has {len(np.unique(ring, axis=0))} distinct points (< 3)"
+        distinct = len(np.unique(ring, axis=0))
+        if distinct < 3:
+            return [], f"polygon {k} has {distinct} distinct points (< 3)"
         rings.append(ring)
     return rings, None
 
@@ -388,6 +389,8 @@ def duplicate_findings(instances: list[Instance], threshold: float) -> list[Find
 
 MIN_CLASS_INSTANCES = 8
 """Class-wide outlier statistics need at least this many instances."""
+LEVEL_ORDER_LIMIT = 3.0
+"""An instance further than this many levels from its level's place is an incorrect mark."""
 
 
 @dataclass(frozen=True)
@@ -403,16 +406,17 @@ class _Feature:
 
 _FEATURES = (
     _Feature("outlier_size", "area_image", 0.05, 0, "area / image area", True, False),
-    _Feature("outlier_size", "area_spine", 0.05, 0, "area / median of the image's", True, False),
-    _Feature("outlier_size", "area_next", 0.05, 0, "area / 2 nearest neighbours'", True, True),
+    _Feature("outlier_size", "area_spine", 0.05, 0, "area / its image's median", True, False),
+    _Feature("outlier_size", "area_next", 0.05, 0, "area / its 2 nearest neighbours'", True,
+             True),
     _Feature("outlier_shape", "aspect", 0.05, 0, "aspect ratio", True, False),
+    _Feature("outlier_shape", "aspect_spine", 0.05, 0, "aspect ratio / its image's median",
+             True, False),
     _Feature("outlier_shape", "solidity", 0.02, -1, "solidity", False, False),
     _Feature("outlier_position", "x_image", 0.01, 0, "centroid x / width", False, False),
     _Feature("outlier_position", "y_image", 0.01, 0, "centroid y / height", False, False),
-    _Feature("outlier_position", "x_spine", 0.1, 0, "x offset from the image's same-class "
-             "median / size", False, False),
-    _Feature("outlier_position", "y_spine", 0.1, 0, "y offset from the image's same-class "
-             "median / size", False, False),
+    _Feature("outlier_position", "level_spine", 0.1, 0, "offset from its level's place along "
+             "the spine (levels)", False, False),
     _Feature("outlier_position", "isolation", 0.05, 1, "distance to nearest neighbour / size",
              True, True),
 )
@@ -420,7 +424,14 @@ _FEATURES = (
 
 def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.ndarray,
                         levelled: np.ndarray) -> None:
-    """Fill the in-image features of one image's same-class instances ``idx`` (>= 3)."""
+    """Fill the in-image features of one image's same-class instances ``idx`` (>= 3).
+
+    ``area_next`` and ``isolation`` compare with the nearest instances. For
+    instances with a level, ``area_spine``/``aspect_spine`` compare with the
+    image's median and ``level_spine`` is the residual, in levels, of a
+    Theil-Sen line of position (along x or y, whichever spreads more) on level
+    index, so one misplaced instance does not shift the others' references.
+    """
     log_area = table["log_area"][idx]
     dist = np.linalg.norm(cen[idx, None, :] - cen[None, idx, :], axis=2)
     np.fill_diagonal(dist, np.inf)
@@ -429,17 +440,40 @@ def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.n
     typical = float(np.exp(np.median(log_area) / 2))  # sqrt of the median area
     table["isolation"][idx] = np.log(np.maximum(dist.min(axis=1), 1e-6) / typical)
     lev = idx[levelled[idx]]
-    table["area_spine"][lev] = table["log_area"][lev] - float(np.median(log_area))
-    offset = (cen[lev] - np.median(cen[idx], axis=0)) / typical
-    table["x_spine"][lev], table["y_spine"][lev] = offset[:, 0], offset[:, 1]
+    if len(lev) < 3:
+        return
+    for name in ("area", "aspect"):
+        source = table["log_area" if name == "area" else "aspect"]
+        table[f"{name}_spine"][lev] = source[lev] - float(np.median(source[lev]))
+    axis = int(np.argmax(np.ptp(cen[lev], axis=0)))
+    order = table["level_index"][lev]
+    pairs = np.triu_indices(len(lev), 1)
+    step = order[pairs[1]] - order[pairs[0]]
+    if np.any(step != 0):  # Theil-Sen line: position along the axis ~ level index
+        rise = cen[lev[pairs[1]], axis] - cen[lev[pairs[0]], axis]
+        slope = float(np.median(rise[step != 0] / step[step != 0]))
+        if slope != 0:
+            resid = cen[lev, axis] - slope * order
+            table["level_spine"][lev] = (resid - float(np.median(resid))) / abs(slope)
+
+
+def level_index(level: str) -> float:
+    """Position of a level name (``T12``, disc ``L4-L5``) from the skull down."""
+    return float(np.mean([_LEVEL_ORDER[part] for part in level.split("-")]))
+
+
+_LEVEL_ORDER = {name: k for k, name in enumerate(
+    [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)]
+    + [f"L{i}" for i in range(1, 7)] + [f"S{i}" for i in range(1, 6)] + ["Co"])}
+_LEVEL_ORDER["S"] = _LEVEL_ORDER["S1"]
 
 
 def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:
     """Feature name -> ``(N,)`` float64 (NaN where undefined) of the instances.
 
-    Instances with a level and at least 2 same-class companions in their image
-    are measured against those (``*_spine``); the others against the image
-    frame (``*_image``), which depends on the field of view.
+    Instances with a level and at least 2 same-class, levelled companions in
+    their image are measured against those (``*_spine``), which is independent
+    of the field of view; the others against the image frame and their class.
     """
     n = len(instances)
     area = np.array([i.area for i in instances], dtype=np.float64)
@@ -450,6 +484,8 @@ def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:
     table["log_area"] = np.log(area)
     table["aspect"] = np.log(np.array([i.aspect for i in instances], dtype=np.float64))
     table["solidity"] = np.array([i.solidity for i in instances], dtype=np.float64)
+    table["level_index"] = np.array([np.nan if i.level is None else level_index(i.level)
+                                     for i in instances], dtype=np.float64)
     groups: dict[tuple[int, int], list[int]] = {}
     for k, inst in enumerate(instances):
         groups.setdefault((inst.image_id, inst.category_id), []).append(k)
@@ -461,6 +497,7 @@ def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:
     table["area_image"][frame] = table["log_area"][frame] - np.log(size[frame].prod(axis=1))
     table["x_image"][frame] = cen[frame, 0] / size[frame, 0]
     table["y_image"][frame] = cen[frame, 1] / size[frame, 1]
+    table["aspect"][~frame] = np.nan
     return table
 
 
@@ -483,10 +520,22 @@ def _group_z(values: np.ndarray, groups: dict[Any, list[int]], assign: list[Any]
 
 
 def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
-    """``outlier_*`` warnings over the usable instances (the most extreme feature per check)."""
+    """``outlier_*`` warnings over the usable instances (the most extreme feature per check).
+
+    Also ``incorrect_mark`` for a level more than :data:`LEVEL_ORDER_LIMIT`
+    levels away from its place along the spine (e.g. L5 drawn at the top).
+    """
     insts = [i for i in instances if i.usable]
     with np.errstate(divide="ignore", invalid="ignore"):
         table = _feature_table(insts)
+    misplaced = np.abs(np.nan_to_num(table["level_spine"])) > LEVEL_ORDER_LIMIT
+    marks = [insts[k].finding("incorrect_mark", f"level {insts[k].level} lies "
+                              f"{abs(table['level_spine'][k]):.1f} levels away from its place "
+                              "in the image's level order") for k in np.flatnonzero(misplaced)]
+    if marks:  # measure the others without the misplaced ones
+        insts = [inst for k, inst in enumerate(insts) if not misplaced[k]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table = _feature_table(insts)
     groups: dict[Any, list[int]] = {}
     for k, inst in enumerate(insts):
         groups.setdefault((inst.category_id, inst.level), []).append(k)
@@ -511,5 +560,5 @@ def outlier_findings(instances: list[Instance], z_max: float) -> list[Finding]:
                 f"{feat.label} {show(table[feat.name][k]):.3g} vs median "
                 f"{show(med[k]):.3g} of {group} instances (robust z {z[k]:+.1f}, "
                 f"limit {z_max:g})"))
-    return [insts[k].finding(check, reason) for (k, check), (_, reason)
-            in sorted(worst.items(), key=lambda item: (insts[item[0][0]].ann_id, item[0][1]))]
+    return marks + [insts[k].finding(check, reason) for (k, check), (_, reason)
+                    in sorted(worst.items(), key=lambda item: (insts[item[0][0]].ann_id, item[0][1]))]

@@ -52,6 +52,12 @@ class IngestOptions:
     overwrite: bool = False
     verify_pixels: bool = True
     """Decode every image fully so truncated files are caught at ingest (slower)."""
+    label_attribute: str | None = None
+    """VIA: the region attribute holding the class label (default: label/class/type/name)."""
+    mapping: Path | None = None
+    """Masks: the JSON mapping mask values to classes or levels (default SRC/labels.json)."""
+    min_component_px: int = 20
+    """Masks: components smaller than this are dropped as specks (and noted)."""
 
 
 @dataclass
@@ -90,7 +96,7 @@ def read_source(src: Path, options: IngestOptions) -> ReadResult:
     if fmt == "via":
         from spinekit.io.formats.via import read_via
 
-        return read_via(src, max_pixels=options.max_pixels)
+        return read_via(src, max_pixels=options.max_pixels, label_attribute=options.label_attribute)
     if fmt == "coco":
         from spinekit.io.formats.coco import read_coco
 
@@ -102,7 +108,8 @@ def read_source(src: Path, options: IngestOptions) -> ReadResult:
     if fmt == "masks":
         from spinekit.io.formats.masks import read_masks
 
-        return read_masks(src, max_pixels=options.max_pixels)
+        return read_masks(src, max_pixels=options.max_pixels, mapping=options.mapping,
+                          min_component_px=options.min_component_px)
     if fmt == "images":
         from spinekit.io.formats.folder import read_image_folder
 
