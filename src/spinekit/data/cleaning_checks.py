@@ -13,7 +13,14 @@ from typing import Any, Literal
 import numpy as np
 
 from spinekit.data.classes import is_level
-from spinekit.geometry import polygon_area, rasterize
+from spinekit.geometry import (
+    box_iou_matrix,
+    convex_hull,
+    mask_iou,
+    min_rect_aspect,
+    polygon_area,
+    ring_centroid,
+)
 
 Severity = Literal["error", "warning", "info"]
 
@@ -33,7 +40,7 @@ CHECKS: dict[str, CheckInfo] = {
     "naming": CheckInfo("warning", False, "file name breaks the naming rule, differs from "
                         "another only by case, or is repeated"),
     "incorrect_mark": CheckInfo("error", True, "unknown category, no usable polygon (< 3 distinct "
-                                "points), invalid or repeated vertebra level"),
+                                "points), invalid, repeated or out-of-order vertebra level"),
     "wrong_shape_kind": CheckInfo("warning", False, "instance drawn with another shape kind "
                                   "than its class (polyline, circle, ...)"),
     "foreign_annotation": CheckInfo("error", True, "annotation does not belong to its image: "
@@ -47,11 +54,11 @@ CHECKS: dict[str, CheckInfo] = {
                                "(instance mostly inside)"),
     "duplicate": CheckInfo("error", True, "same class, IoU >= duplicate_iou with an earlier "
                            "instance of the image"),
-    "outlier_size": CheckInfo("warning", False, "area far from its class, or from its "
-                              "neighbours in the image"),
+    "outlier_size": CheckInfo("warning", False, "relative area far from its class, or from its "
+                              "nearest neighbours in the image"),
     "outlier_shape": CheckInfo("warning", False, "aspect ratio or solidity far from its class"),
-    "outlier_position": CheckInfo("warning", False, "normalised centroid far from its class, or "
-                                  "far from the other instances of the image"),
+    "outlier_position": CheckInfo("warning", False, "position far from its class, from its "
+                                  "level's place, or from every neighbour"),
 }
 """Every check id, in report order."""
 
@@ -76,17 +83,10 @@ class Finding:
         return CHECKS[self.check].severity
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the report's finding keys."""
-        return {
-            "check": self.check,
-            "severity": self.severity,
-            "file": self.file,
-            "image_id": self.image_id,
-            "annotation_id": self.annotation_id,
-            "category": self.category,
-            "reason": self.reason,
-            "excluded": self.excluded,
-        }
+        """JSON-ready dict with the report's finding keys (plus ``excluded``)."""
+        keys = ("file", "image_id", "annotation_id", "category", "reason", "excluded")
+        return {"check": self.check, "severity": self.severity,
+                **{key: getattr(self, key) for key in keys}}
 
 
 def level_name(value: object) -> str | None:
@@ -137,164 +137,6 @@ def distinct_ring(points: np.ndarray) -> np.ndarray:
     while len(ring) > 1 and np.all(np.abs(ring[0] - ring[-1]) <= 1e-9):
         ring = ring[:-1]
     return ring
-
-
-def _orient(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
-            cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """Cross product ``(b - a) x (c - a)`` (broadcast); > 0 when c is left of a->b."""
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
-
-
-def _on_segment(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray,
-                cx: np.ndarray, cy: np.ndarray, tol: float) -> np.ndarray:
-    """For collinear c: True when c lies within the bounding box of segment a-b."""
-    return ((np.minimum(ax, bx) - tol <= cx) & (cx <= np.maximum(ax, bx) + tol)
-            & (np.minimum(ay, by) - tol <= cy) & (cy <= np.maximum(ay, by) + tol))
-
-
-def count_self_intersections(ring: np.ndarray, block: int = 256) -> int:
-    """Number of pairs of non-adjacent edges of a closed ring that cross or touch.
-
-    O(N^2) pair test, vectorised in blocks of ``block`` rows so memory stays
-    bounded (about ``block * N * 8`` bytes per temporary). ``ring`` is ``(N, 2)``
-    without a closing repeat (see :func:`distinct_ring`).
-    """
-    n = len(ring)
-    if n < 4:
-        return 0
-    ax, ay = ring[:, 0], ring[:, 1]
-    bx, by = np.roll(ax, -1), np.roll(ay, -1)
-    span = float(max(np.ptp(ax), np.ptp(ay), 1.0))
-    eps, tol = 1e-9 * span * span, 1e-9 * span
-    jdx = np.arange(n)[None, :]
-    total = 0
-    for start in range(0, n, block):
-        idx = np.arange(start, min(start + block, n))[:, None]
-        pair = (jdx > idx + 1) & ~((idx == 0) & (jdx == n - 1))
-        if not pair.any():
-            continue
-        a_x, a_y, b_x, b_y = ax[idx], ay[idx], bx[idx], by[idx]
-        c_x, c_y, d_x, d_y = ax[jdx], ay[jdx], bx[jdx], by[jdx]
-        d1 = _orient(a_x, a_y, b_x, b_y, c_x, c_y)
-        d2 = _orient(a_x, a_y, b_x, b_y, d_x, d_y)
-        d3 = _orient(c_x, c_y, d_x, d_y, a_x, a_y)
-        d4 = _orient(c_x, c_y, d_x, d_y, b_x, b_y)
-        s1, s2, s3, s4 = (np.where(np.abs(d) <= eps, 0, np.sign(d)) for d in (d1, d2, d3, d4))
-        hit = (s1 * s2 < 0) & (s3 * s4 < 0)
-        hit |= (s1 == 0) & _on_segment(a_x, a_y, b_x, b_y, c_x, c_y, tol)
-        hit |= (s2 == 0) & _on_segment(a_x, a_y, b_x, b_y, d_x, d_y, tol)
-        hit |= (s3 == 0) & _on_segment(c_x, c_y, d_x, d_y, a_x, a_y, tol)
-        hit |= (s4 == 0) & _on_segment(c_x, c_y, d_x, d_y, b_x, b_y, tol)
-        total += int(np.count_nonzero(hit & pair))
-    return total
-
-
-def convex_hull(points: np.ndarray) -> np.ndarray:
-    """Convex hull ``(M, 2)`` counter-clockwise (Andrew's monotone chain); M < 3 if degenerate."""
-    pts = [(float(x), float(y)) for x, y in np.unique(np.asarray(points, dtype=np.float64), axis=0)]
-    if len(pts) < 3:
-        return np.array(pts, dtype=np.float64).reshape(-1, 2)
-
-    def half(seq: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        chain: list[tuple[float, float]] = []
-        for p in seq:
-            while len(chain) >= 2 and ((chain[-1][0] - chain[-2][0]) * (p[1] - chain[-2][1])
-                                       - (chain[-1][1] - chain[-2][1]) * (p[0] - chain[-2][0])
-                                       ) <= 0:
-                chain.pop()
-            chain.append(p)
-        return chain
-
-    lower, upper = half(pts), half(pts[::-1])
-    return np.array(lower[:-1] + upper[:-1], dtype=np.float64).reshape(-1, 2)
-
-
-def min_rect_aspect(hull: np.ndarray) -> float:
-    """Long / short side of the minimum-area bounding rectangle of a convex hull (>= 1)."""
-    if len(hull) < 3:
-        return float("inf")
-    edges = np.roll(hull, -1, axis=0) - hull
-    angles = np.arctan2(edges[:, 1], edges[:, 0])[:, None]
-    cos, sin = np.cos(angles), np.sin(angles)
-    u = hull[None, :, 0] * cos + hull[None, :, 1] * sin
-    v = -hull[None, :, 0] * sin + hull[None, :, 1] * cos
-    width, height = np.ptp(u, axis=1), np.ptp(v, axis=1)
-    best = int(np.argmin(width * height))
-    short = min(width[best], height[best])
-    return float("inf") if short <= 0 else float(max(width[best], height[best]) / short)
-
-
-def clip_to_rect(ring: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Sutherland-Hodgman clip of a ring to ``[0, width] x [0, height]``; ``(M, 2)``."""
-    out = [tuple(p) for p in np.asarray(ring, dtype=np.float64)]
-    bounds = ((0, 0.0, 1.0), (0, float(width), -1.0), (1, 0.0, 1.0), (1, float(height), -1.0))
-    for axis, limit, sign in bounds:
-        if not out:
-            break
-        src, out = out, []
-        for k, cur in enumerate(src):
-            prev = src[k - 1]
-            cur_in = sign * (cur[axis] - limit) >= 0
-            prev_in = sign * (prev[axis] - limit) >= 0
-            if cur_in != prev_in:
-                t = (limit - prev[axis]) / (cur[axis] - prev[axis])
-                out.append((prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])))
-            if cur_in:
-                out.append(cur)
-    return np.array(out, dtype=np.float64).reshape(-1, 2)
-
-
-def inside_fraction(rings: list[np.ndarray], width: float, height: float) -> float:
-    """Share of the rings' area (or of their vertices when area is 0) inside the image."""
-    total = sum(polygon_area(r) for r in rings)
-    if total > 0:
-        inside = sum(polygon_area(clip_to_rect(r, width, height)) for r in rings)
-        return float(min(inside / total, 1.0))
-    pts = np.concatenate(rings, axis=0)
-    ok = (pts[:, 0] >= 0) & (pts[:, 0] <= width) & (pts[:, 1] >= 0) & (pts[:, 1] <= height)
-    return float(np.mean(ok))
-
-
-def ring_centroid(rings: list[np.ndarray]) -> tuple[float, float]:
-    """Area-weighted centroid of the rings (vertex mean when the area is 0)."""
-    sx = sy = total = 0.0
-    for ring in rings:
-        x, y = ring[:, 0], ring[:, 1]
-        xn, yn = np.roll(x, -1), np.roll(y, -1)
-        cross = x * yn - xn * y
-        signed = float(cross.sum()) / 2.0
-        if abs(signed) > 1e-12:
-            sx += float(((x + xn) * cross).sum()) / 6.0
-            sy += float(((y + yn) * cross).sum()) / 6.0
-            total += signed
-    if abs(total) > 1e-12:
-        return sx / total, sy / total
-    pts = np.concatenate(rings, axis=0)
-    return float(pts[:, 0].mean()), float(pts[:, 1].mean())
-
-
-def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(K, 4)`` float boxes ``(x0, y0, x1, y1)`` -> ``(K, K)`` float64."""
-    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def mask_iou(rings_a: list[np.ndarray], rings_b: list[np.ndarray]) -> float:
-    """IoU of the filled rings of two instances, rasterised in their joint bounding window."""
-    pts = np.concatenate(rings_a + rings_b, axis=0)
-    origin = np.floor(pts.min(axis=0)) - 1.0
-    size = np.ceil(pts.max(axis=0) - origin).astype(int) + 2
-    width, height = int(size[0]), int(size[1])
-    mask_a = rasterize([r - origin for r in rings_a], height, width).astype(bool)
-    mask_b = rasterize([r - origin for r in rings_b], height, width).astype(bool)
-    union = int(np.count_nonzero(mask_a | mask_b))
-    return 0.0 if union == 0 else int(np.count_nonzero(mask_a & mask_b)) / union
 
 
 def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
@@ -406,16 +248,16 @@ class _Feature:
 
 _FEATURES = (
     _Feature("outlier_size", "area_image", 0.05, 0, "area / image area", True, False),
-    _Feature("outlier_size", "area_spine", 0.05, 0, "area / its image's median", True, False),
-    _Feature("outlier_size", "area_next", 0.05, 0, "area / its 2 nearest neighbours'", True,
-             True),
+    _Feature("outlier_size", "area_spine", 0.1, 0, "area / its image's median", True, False),
+    _Feature("outlier_size", "area_next", 0.1, 0, "area / the closer-sized of its 2 nearest "
+             "neighbours'", True, True),
     _Feature("outlier_shape", "aspect", 0.05, 0, "aspect ratio", True, False),
-    _Feature("outlier_shape", "aspect_spine", 0.05, 0, "aspect ratio / its image's median",
+    _Feature("outlier_shape", "aspect_spine", 0.1, 0, "aspect ratio / its image's median",
              True, False),
     _Feature("outlier_shape", "solidity", 0.02, -1, "solidity", False, False),
     _Feature("outlier_position", "x_image", 0.01, 0, "centroid x / width", False, False),
     _Feature("outlier_position", "y_image", 0.01, 0, "centroid y / height", False, False),
-    _Feature("outlier_position", "level_spine", 0.1, 0, "offset from its level's place along "
+    _Feature("outlier_position", "level_spine", 0.15, 0, "offset from its level's place along "
              "the spine (levels)", False, False),
     _Feature("outlier_position", "isolation", 0.05, 1, "distance to nearest neighbour / size",
              True, True),
@@ -426,7 +268,9 @@ def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.n
                         levelled: np.ndarray) -> None:
     """Fill the in-image features of one image's same-class instances ``idx`` (>= 3).
 
-    ``area_next`` and ``isolation`` compare with the nearest instances. For
+    ``area_next`` compares with the closer-sized of the 2 nearest instances (so
+    the neighbours of an odd one are not flagged too), ``isolation`` measures
+    the distance to the nearest one. For
     instances with a level, ``area_spine``/``aspect_spine`` compare with the
     image's median and ``level_spine`` is the residual, in levels, of a
     Theil-Sen line of position (along x or y, whichever spreads more) on level
@@ -436,7 +280,9 @@ def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.n
     dist = np.linalg.norm(cen[idx, None, :] - cen[None, idx, :], axis=2)
     np.fill_diagonal(dist, np.inf)
     nearest = np.argsort(dist, axis=1)[:, :2]
-    table["area_next"][idx] = log_area - log_area[nearest].mean(axis=1)
+    diffs = log_area[:, None] - log_area[nearest]  # (m, 2): vs each of the 2 nearest
+    closest = np.argmin(np.abs(diffs), axis=1)
+    table["area_next"][idx] = diffs[np.arange(len(idx)), closest]
     typical = float(np.exp(np.median(log_area) / 2))  # sqrt of the median area
     table["isolation"][idx] = np.log(np.maximum(dist.min(axis=1), 1e-6) / typical)
     lev = idx[levelled[idx]]

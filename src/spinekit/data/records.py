@@ -132,11 +132,18 @@ def read_json_report(root: str | Path, name: str) -> dict[str, Any] | None:
 
 
 def load_exclusions(root: str | Path) -> tuple[set[int], set[int]]:
-    """Image and annotation ids that ``cleaning_report.json`` excludes (empty sets when absent)."""
+    """Excluded image ids and annotation ids from ``root/cleaning_report.json``.
+
+    Empty sets when the dataset has not been cleaned; :class:`InputError` when
+    the report is malformed.
+    """
     report = read_json_report(root, CLEANING_REPORT_FILE)
     if report is None:
         return set(), set()
-    return (
-        {int(i) for i in report.get("excluded_images", [])},
-        {int(i) for i in report.get("excluded_annotations", [])},
-    )
+    out = []
+    for key in ("excluded_images", "excluded_annotations"):
+        ids = report.get(key)
+        if not isinstance(ids, list) or not all(isinstance(v, int) for v in ids):
+            raise InputError(Path(root) / CLEANING_REPORT_FILE, f"{key!r} must be a list of ids")
+        out.append(set(ids))
+    return out[0], out[1]
