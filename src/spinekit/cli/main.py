@@ -124,3 +124,50 @@ def split(
     for row in splits["summary"]:
         table.add_row(*(str(row[c]) for c in ("part", "images", "patients", "negatives")))
     out_console.print(table)
+
+
+@app.command()
+def clean(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    exclude: Annotated[str | None, typer.Option(
+        help="Comma-separated checks (or groups 'geometry', 'outliers') whose findings are "
+             "excluded from training; default: every error-level check.")] = None,
+    name_pattern: Annotated[str | None, typer.Option(help="Regex file base names must match.")] = None,
+    outlier_z: Annotated[float, typer.Option(help="Robust z-score for outlier findings.")] = 4.0,
+    quick: Annotated[bool, typer.Option(help="Read image headers only (no full decode).")] = False,
+    show: Annotated[int, typer.Option(help="Findings listed on screen (all are in the report).")] = 15,
+) -> None:
+    """Check a dataset and write DATASET/cleaning_report.json (nothing is deleted)."""
+    from dataclasses import replace
+
+    from spinekit.data.cleaning import CleaningConfig, clean_dataset, write_cleaning_report
+    from spinekit.data.cleaning_checks import CHECKS
+
+    with user_errors():
+        config = CleaningConfig(outlier_z=outlier_z, verify_pixels=not quick,
+                                exclude=tuple(exclude.split(",")) if exclude else None)
+        if name_pattern:
+            config = replace(config, name_pattern=name_pattern)
+        config.exclude_checks()
+        with progress_bar("clean") as progress:
+            report = clean_dataset(dataset, config, progress=progress)
+        path = write_cleaning_report(report, dataset)
+    data = report.to_dict()
+    table = Table(title=f"cleaning {dataset}")
+    for column in ("check", "severity", "findings", "excluded", "meaning"):
+        table.add_column(column)
+    excluded = set(data["exclude_checks"])
+    for check, info in CHECKS.items():
+        table.add_row(check, info.severity, str(data["counts"].get(check, 0)),
+                      "yes" if check in excluded else "no", info.meaning)
+    out_console.print(table)
+    shown = sorted((f for f in data["findings"] if f["severity"] != "info"),
+                   key=lambda f: f["severity"] != "error")
+    for finding in shown[:show]:
+        where = finding["file"] + (f" #{finding['annotation_id']}" if finding["annotation_id"] else "")
+        console.print(f"{finding['severity']}: {where}: {finding['check']}: {finding['reason']}",
+                      markup=False, highlight=False)
+    summary = data["summary"]
+    out_console.print(f"{summary['images']} images, {summary['annotations']} instances, "
+                      f"{summary['negatives']} negatives; excluded {summary['excluded_images']} "
+                      f"images and {summary['excluded_annotations']} instances. Report: {path}")

@@ -245,7 +245,9 @@ def _image_check(records: DatasetRecords, image: dict[str, Any],
         width, height = _read_size(records, image, verify)
     except InputError as exc:
         return [Finding("damaged_file", file, exc.reason, image_id=image_id)], None
-    recorded = (image.get("width"), image.get("height"))
+    declared = image.get("declared_size")
+    recorded = tuple(declared) if isinstance(declared, list) and len(declared) == 2 else (
+        image.get("width"), image.get("height"))
     if all(isinstance(v, int | float) for v in recorded) and recorded != (width, height):
         reason = (f"annotations record {recorded[0]}x{recorded[1]} px but the image file is "
                   f"{width}x{height} px: the annotations may belong to another image")
