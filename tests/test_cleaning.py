@@ -273,18 +273,15 @@ def test_outliers_and_level_order(tmp_path: Path) -> None:
 
 
 def test_declared_size_from_ingest_is_a_foreign_annotation(tmp_path: Path) -> None:
-    import json as json_module
-
     from conftest import labelme_doc, poly, write_png
-
     from spinekit.data.ingest import IngestOptions, ingest
 
     src = tmp_path / "src"
     write_png(src / "a.png", 64, 48)
     write_png(src / "b.png", 64, 48)
     square = [poly("F", [[5, 5], [20, 5], [20, 20], [5, 20]])]
-    (src / "a.json").write_text(json_module.dumps(labelme_doc("a.png", 640, 480, square)))
-    (src / "b.json").write_text(json_module.dumps(labelme_doc("b.png", 64, 48, square)))
+    (src / "a.json").write_text(json.dumps(labelme_doc("a.png", 640, 480, square)))
+    (src / "b.json").write_text(json.dumps(labelme_doc("b.png", 64, 48, square)))
     ingest(src, tmp_path / "ds", IngestOptions(format="labelme"))
     report = clean_dataset(tmp_path / "ds").to_dict()
     foreign = [f for f in report["findings"] if f["check"] == "foreign_annotation"]
