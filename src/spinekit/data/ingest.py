@@ -214,7 +214,10 @@ class _ImageWriter:
         if meta.get("patient_id"):
             from spinekit.data.deidentify import pseudonymise_id
 
-            record["patient_id"] = pseudonymise_id(str(meta["patient_id"]), self.options.salt or "")
+            if not self.options.salt:
+                raise InputError(item.image_path, "DICOM PatientID must be pseudonymised: give --salt "
+                                 "(or set SPINEKIT_SALT); the same salt keeps patients grouped")
+            record["patient_id"] = pseudonymise_id(str(meta["patient_id"]), self.options.salt)
         if meta.get("pixel_spacing_mm"):
             record["pixel_spacing_mm"] = [float(v) for v in meta["pixel_spacing_mm"]]
         return record
