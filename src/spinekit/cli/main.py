@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from spinekit.cli import data_commands
 from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
 
 app = typer.Typer(
@@ -171,3 +172,8 @@ def clean(
     out_console.print(f"{summary['images']} images, {summary['annotations']} instances, "
                       f"{summary['negatives']} negatives; excluded {summary['excluded_images']} "
                       f"images and {summary['excluded_annotations']} instances. Report: {path}")
+
+
+app.command()(data_commands.deidentify)
+app.command()(data_commands.phantom)
+app.command()(data_commands.demo)
