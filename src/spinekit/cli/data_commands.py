@@ -46,7 +46,7 @@ def deidentify(
     for result in report.files:
         if result.status != "ok":
             console.print(f"{result.status}: {result.source}: {result.reason}", markup=False,
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
     totals = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.totals.items())
     out_console.print(f"{totals}. Report: {report_path}")
 

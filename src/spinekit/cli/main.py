@@ -85,7 +85,8 @@ def ingest(
     rows += [(f"dropped label {name}", n) for name, n in report.dropped_labels.items()]
     out_console.print(_table(f"ingest {src} -> {out}", rows))
     for skipped in report.skipped[:20]:
-        console.print(f"skipped {skipped['file']}: {skipped['reason']}", highlight=False, markup=False)
+        console.print(f"skipped {skipped['file']}: {skipped['reason']}", highlight=False, markup=False,
+                      soft_wrap=True)
     if len(report.skipped) > 20:
         console.print(f"... and {len(report.skipped) - 20} more in {out}/ingest_report.json")
 
@@ -167,7 +168,7 @@ def clean(
     for finding in shown[:show]:
         where = finding["file"] + (f" #{finding['annotation_id']}" if finding["annotation_id"] else "")
         console.print(f"{finding['severity']}: {where}: {finding['check']}: {finding['reason']}",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     summary = data["summary"]
     out_console.print(f"{summary['images']} images, {summary['annotations']} instances, "
                       f"{summary['negatives']} negatives; excluded {summary['excluded_images']} "

@@ -57,5 +57,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (SpinekitError, ValueError, FileNotFoundError) as exc:
-        console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False)
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None

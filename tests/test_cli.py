@@ -1,0 +1,44 @@
+"""The console script end to end on real files: ingest -> clean -> split -> export, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from spinekit.cli.main import app
+
+runner = CliRunner()
+
+
+def test_ingest_clean_split_export(labelme_folder: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    result = runner.invoke(app, ["ingest", str(labelme_folder), "--format", "labelme", "--out", str(ds),
+                                 "--patient-pattern", r"^(P\d+)_"])
+    assert result.exit_code == 0, result.output
+    assert "instances" in result.output
+    result = runner.invoke(app, ["clean", str(ds)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((ds / "cleaning_report.json").read_text())
+    assert report["summary"]["images"] == 6 and report["summary"]["negatives"] == 1
+    result = runner.invoke(app, ["split", str(ds), "--test-fraction", "0.34", "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    splits = json.loads((ds / "splits.json").read_text())
+    assert len(splits["folds"]) == 2 and splits["test"]
+    result = runner.invoke(app, ["export", str(ds), "--format", "labelme", "--out", str(tmp_path / "lm")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "lm").glob("*.json"))) == 6
+
+
+def test_errors_are_one_line_with_exit_code_2(labelme_folder: Path, tmp_path: Path) -> None:
+    args = ["ingest", str(labelme_folder), "--format", "nifti", "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown format 'nifti'" in lines[0] and str(labelme_folder) in lines[0]
+    result = runner.invoke(app, ["split", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "dataset folder not found" in result.output
+    result = runner.invoke(app, ["clean", str(labelme_folder), "--exclude", "bogus"])
+    assert result.exit_code == 2
+    assert not (labelme_folder / "cleaning_report.json").exists()
