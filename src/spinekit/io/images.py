@@ -127,13 +127,15 @@ def image_size(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple
     if is_dicom(p):
         from spinekit.io.dicom import dicom_size
 
-        return dicom_size(p)
+        return dicom_size(p, max_pixels=max_pixels)
     try:
         with Image.open(p) as img:
             _check_size(img.width, img.height, max_pixels, p)
             return int(img.width), int(img.height)
     except InputError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(p, f"image too large ({exc})") from exc
     except FileNotFoundError as exc:
         raise InputError(p, "image file not found") from exc
     except (UnidentifiedImageError, OSError) as exc:
@@ -152,11 +154,12 @@ def to_gray(arr: np.ndarray) -> np.ndarray:
 def to_uint8(arr: np.ndarray, contrast: Contrast = "none", *, clip_limit: float = 0.01) -> np.ndarray:
     """Map an image to uint8, optionally with contrast enhancement.
 
-    ``none``: uint8 passes through, uint16 is scaled by its full range
-    (``>> 8`` for 16-bit, by the stored maximum otherwise); ``minmax``: stretch
-    the image's own range; ``equalize``: global histogram equalisation;
-    ``clahe``: contrast-limited adaptive equalisation (scikit-image), as used in
-    the lumbar X-ray study. Works per channel for RGB.
+    ``none``: uint8 passes through; other types are scaled so the image's own
+    maximum maps to 255 (16-bit files often hold 10- or 12-bit data, which a
+    fixed ``>> 8`` would leave nearly black); ``minmax``: stretch the image's
+    own range; ``equalize``: global histogram equalisation over all values;
+    ``clahe``: contrast-limited adaptive equalisation (scikit-image; RGB is
+    equalised on its brightness channel), as used in the lumbar X-ray study.
     """
     if contrast == "none":
         if arr.dtype == np.uint8:
