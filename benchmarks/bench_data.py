@@ -84,7 +84,8 @@ def main() -> None:
         dataset_dir = work / "copy"
         make_splits(dataset_dir, SplitConfig(test_fraction=0.2, folds=5, seed=0))
         spine = SpineDataset(dataset_dir, part="all", config=DatasetConfig(size=(256, 256)))
-        for name, ds in (("spinekit SpineDataset", spine), ("stock full-res + interpolate", StockDataset(spine))):
+        candidates = (("spinekit SpineDataset", spine), ("stock full-res + interpolate", StockDataset(spine)))
+        for name, ds in candidates:
             rate = _throughput(ds, args.workers, args.images)
             rows.append((f"load AASCE 256x256, {args.workers} workers: {name}", f"{rate:.1f} img/s",
                          f"{min(args.images, len(spine))} images", ">= 100 img/s"))
