@@ -62,6 +62,18 @@ def _throughput(dataset: torch.utils.data.Dataset, workers: int, limit: int) -> 
     return count / (time.perf_counter() - start)
 
 
+def _phantom_row(work: Path, workers: int, limit: int) -> tuple[str, str, str, str]:
+    from spinekit.data.phantom import make_ultrasound_facet_phantom
+
+    make_ultrasound_facet_phantom(work / "phantom", n=min(limit, 120), seed=0)
+    ingest(work / "phantom" / "local", work / "phantom-ds",
+           IngestOptions(format="labelme", patient_pattern=r"^(P\d+)_"))
+    spine = SpineDataset(work / "phantom-ds", part="all", config=DatasetConfig(size=(256, 256)))
+    rate = _throughput(spine, workers, limit)
+    return (f"load phantom 960x720 -> 256x256, {workers} workers: spinekit", f"{rate:.1f} img/s",
+            f"{len(spine)} images", ">= 100 img/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -89,6 +101,7 @@ def main() -> None:
             rate = _throughput(ds, args.workers, args.images)
             rows.append((f"load AASCE 256x256, {args.workers} workers: {name}", f"{rate:.1f} img/s",
                          f"{min(args.images, len(spine))} images", ">= 100 img/s"))
+        rows.append(_phantom_row(work, args.workers, args.images))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     width = max(len(r[0]) for r in rows)

@@ -56,8 +56,9 @@ def test_phantom_then_deidentify_blanks_the_burned_in_header(tmp_path: Path) -> 
     frames = sorted((tmp_path / "ph" / "local").glob("*.png"))
     header = slice(0, 50)
     assert all(np.asarray(Image.open(f))[header].max() > 0 for f in frames), "phantom burns a header in"
-    result = runner.invoke(app, ["deidentify", str(tmp_path / "ph" / "local"), "--out", str(tmp_path / "clean"),
-                                 "--salt", "k", "--header-fraction", "0.08"])
+    args = ["deidentify", str(tmp_path / "ph" / "local"), "--out", str(tmp_path / "clean"),
+            "--salt", "k", "--header-fraction", "0.08"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for frame in frames:
         before = np.asarray(Image.open(frame))
