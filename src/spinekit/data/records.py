@@ -24,13 +24,13 @@ COCO fields used beyond the standard ones:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
+from spinekit.io.jsonfile import read_json_object
 from spinekit.io.paths import safe_join
 
 ANNOTATIONS_FILE = "annotations.json"
@@ -99,12 +99,7 @@ def load_dataset(root: str | Path) -> DatasetRecords:
         raise InputError(folder, "dataset folder not found")
     if not path.is_file():
         raise InputError(path, "no annotations.json: run `spinekit ingest` first")
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"broken JSON ({exc})") from exc
-    if not isinstance(coco, dict):
-        raise InputError(path, "top level must be a JSON object")
+    coco = read_json_object(path, "COCO annotations file")
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise InputError(path, f"missing or invalid {key!r} list")
@@ -122,13 +117,7 @@ def read_json_report(root: str | Path, name: str) -> dict[str, Any] | None:
     path = Path(root) / name
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"broken JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InputError(path, "top level must be a JSON object")
-    return data
+    return read_json_object(path, "spinekit report")
 
 
 def load_exclusions(root: str | Path) -> tuple[set[int], set[int]]:

@@ -29,7 +29,6 @@ kept as attribute ``shape``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 from spinekit.errors import InputError
 from spinekit.geometry import mask_to_polygons
 from spinekit.io.images import MAX_IMAGE_PIXELS
+from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
 
@@ -153,12 +153,7 @@ def find_coco_json(src: Path) -> Path:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"broken JSON ({exc.__class__.__name__}: {exc})") from exc
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc})") from exc
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError(path, "not a COCO file (no 'images' list)")
     for key in ("annotations", "categories"):
@@ -224,17 +219,6 @@ def _find_image(name: str, ctx: _Context) -> Path:
     raise InputError(ctx.json_path, f"image {name!r}: image not found")
 
 
-def _spacing(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        try:
-            row, col = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
-            return None
-        if row > 0 and col > 0:
-            return (row, col)
-    return None
-
-
 def _point_shapes(raw: Any) -> list[Shape]:
     """spinekit's ``images[].points`` (``{"label", "x", "y", ...}``) -> point shapes."""
     shapes: list[Shape] = []
@@ -275,7 +259,7 @@ def _image_item(entry: Any, ctx: _Context) -> tuple[int, SourceItem]:
         width=int(width) if isinstance(width, int | float) else None,
         height=int(height) if isinstance(height, int | float) else None,
         patient_id=None if entry.get("patient_id") is None else str(entry["patient_id"]),
-        pixel_spacing_mm=_spacing(entry.get("pixel_spacing_mm")),
+        pixel_spacing_mm=parse_spacing(entry.get("pixel_spacing_mm")),
         frame=int(frame) if isinstance(frame, int) else None,
         extra={"warnings": [], **{k: v for k, v in entry.items() if k not in known}},
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
+from spinekit.io.jsonfile import read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
 
@@ -105,10 +105,7 @@ def _resolve_image(
 
 
 def _read_document(json_path: Path, root: Path) -> SourceItem:
-    try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(json_path, f"broken JSON ({exc.__class__.__name__}: {exc})") from exc
+    doc = read_json(json_path)
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
         raise InputError(json_path, "not a LabelMe file (no 'shapes' list)")
     image_path, image_bytes, file_name = _resolve_image(doc, json_path, root)

@@ -27,7 +27,6 @@ with a 0.5 px tolerance (outer contours; holes are not kept).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from scipy import ndimage
 from spinekit.errors import InputError
 from spinekit.geometry import mask_to_polygons
 from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_image_file
+from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, SourceItem
 
@@ -74,32 +74,12 @@ class MaskMapping:
         return self.vertebra_levels or self.mask_type == "instance"
 
 
-def _spacing(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, list | tuple) and len(value) == 2:
-        try:
-            row, col = float(value[0]), float(value[1])
-        except (TypeError, ValueError):
-            return None
-        if row > 0 and col > 0:
-            return (row, col)
-    return None
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"broken JSON ({exc.__class__.__name__}: {exc})") from exc
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc})") from exc
-
-
 def load_mask_mapping(path: str | Path) -> MaskMapping:
     """Read and check a ``labels.json`` mapping; raises :class:`InputError`."""
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "mask mapping not found (labels.json with 'mask_values')")
-    doc = _load_json(p)
+    doc = read_json(p)
     raw = doc.get("mask_values") if isinstance(doc, dict) else None
     if not isinstance(raw, dict) or not raw:
         raise InputError(p, 'no \'mask_values\' object ({"1": "L5", ...})')
@@ -114,7 +94,7 @@ def load_mask_mapping(path: str | Path) -> MaskMapping:
     mask_type = doc.get("mask_type", "label")
     if mask_type not in ("label", "instance"):
         raise InputError(p, f"mask_type {mask_type!r} must be 'label' or 'instance'")
-    return MaskMapping(values, background, _spacing(doc.get("pixel_spacing_mm")), mask_type)
+    return MaskMapping(values, background, parse_spacing(doc.get("pixel_spacing_mm")), mask_type)
 
 
 # ----------------------------------------------------------------------------- mask -> shapes
@@ -268,7 +248,7 @@ def _slice_pairs(src: Path, skipped: list[str]) -> list[_Pair]:
     path = src / SLICES_FILE
     if not path.is_file():
         return []
-    doc = _load_json(path)
+    doc = read_json(path)
     if not isinstance(doc, list):
         raise InputError(path, "must be a list of {image, mask, ...} entries")
     pairs: list[_Pair] = []
@@ -333,7 +313,7 @@ def _read_pair(
     shapes, warnings = mask_to_shapes(mask, mapping, min_component_px=min_component_px, name=mask_name)
     meta = dict(pair.meta)
     patient = meta.pop("patient_id", None)
-    spacing = _spacing(meta.pop("pixel_spacing_mm", None)) or mapping.pixel_spacing_mm
+    spacing = parse_spacing(meta.pop("pixel_spacing_mm", None)) or mapping.pixel_spacing_mm
     return SourceItem(
         source=pair.mask,
         file_name=pair.image.relative_to(base).as_posix(),

@@ -24,7 +24,6 @@ skipped. Unusable regions are noted in the item's ``extra["warnings"]``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from spinekit.errors import InputError
 from spinekit.io.images import MAX_IMAGE_PIXELS
+from spinekit.io.jsonfile import read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
 
@@ -55,12 +55,7 @@ def _json_files(src: Path) -> tuple[Path, list[Path]]:
 
 def _load_metadata(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (image metadata dict, settings dict) of one VIA file; raises InputError."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"broken JSON ({exc.__class__.__name__}: {exc})") from exc
-    except OSError as exc:
-        raise InputError(path, f"cannot read ({exc})") from exc
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise InputError(path, "not a VIA file (top level is not an object)")
     if "_via_img_metadata" in doc:
