@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from spinekit.cli.progress import console, out_console, progress_bar, user_errors
+from spinekit.cli.progress import console, out_console, progress_bar, step_bars, user_errors
 
 
 def _parse_box(text: str) -> tuple[int, int, int, int]:
@@ -82,8 +82,8 @@ def demo(
 
     from spinekit.demo import run_demo
 
-    with user_errors(), progress_bar("demo") as progress:
-        result = run_demo(out, n=n, seed=seed, step_progress=lambda _step: progress)
+    with user_errors(), step_bars() as new_step:
+        result = run_demo(out, n=n, seed=seed, step_progress=new_step)
     table = Table(title=f"spinekit demo -> {out}")
     for column in ("step", "seconds", "result"):
         table.add_column(column)

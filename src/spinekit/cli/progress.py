@@ -35,20 +35,35 @@ def setup_logging(verbose: bool) -> None:
     )
 
 
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yield a ``progress(done, total)`` callback drawing a rich bar with ETA."""
-    with Progress(
+def _bars() -> Progress:
+    return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
         console=console, transient=False, disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=None)
+    )
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
 
-        yield update
+def _callback(bar: Progress, description: str) -> Callable[[int, int], None]:
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``progress(done, total)`` callback drawing a rich bar with ETA."""
+    with _bars() as bar:
+        yield _callback(bar, description)
+
+
+@contextmanager
+def step_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """Yield ``new_step(name) -> progress(done, total)``: one bar per pipeline step."""
+    with _bars() as bar:
+        yield lambda name: _callback(bar, name)
 
 
 @contextmanager
