@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from spinekit.cli import data_commands
+from spinekit.cli import data_commands, model_commands
 from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
 
 app = typer.Typer(
@@ -178,3 +178,5 @@ def clean(
 app.command()(data_commands.deidentify)
 app.command()(data_commands.phantom)
 app.command()(data_commands.demo)
+app.command()(model_commands.train)
+app.command()(model_commands.models)

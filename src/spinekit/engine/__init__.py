@@ -1,0 +1,1 @@
+"""Training engine: config, train loop, checkpoints, hooks, distributed training."""

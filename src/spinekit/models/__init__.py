@@ -1,0 +1,1 @@
+"""Model builders and the explicit model table (:data:`spinekit.models.registry.MODELS`)."""

@@ -1,0 +1,84 @@
+"""Loading local weights for transfer learning (never downloads).
+
+Accepted files (``torch.load(weights_only=True)``):
+
+- a torchvision ResNet ImageNet state dict (``conv1.weight``, ``layer1.0...``) ->
+  loaded into the detector's backbone body;
+- a torchvision/spinekit Mask R-CNN state dict (``backbone.body...``,
+  ``rpn...``, ``roi_heads...``), optionally wrapped as ``{"model": state}``
+  (a spinekit checkpoint) -> everything whose shape fits; class-specific
+  predictor layers of another class count are skipped and reported.
+
+A 3-channel first convolution is summed over RGB for 1-channel (gray) models,
+which keeps its response to gray images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spinekit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict safely; InputError naming the file when it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "weights file not found")
+    try:
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(p, f"not a loadable PyTorch weights file ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0][:200]})") from exc
+    if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
+        data = data["model"]
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise InputError(p, "not a state dict (expected a mapping of parameter names to tensors)")
+    return dict(data)
+
+
+def _adapt(name: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    if value.shape == target.shape:
+        return value
+    if name.endswith("conv1.weight") and value.ndim == 4 and value.shape[1] == 3 and target.shape[1] == 1 \
+            and value.shape[0] == target.shape[0]:
+        return value.sum(dim=1, keepdim=True)
+    return None
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
+    """Load ``path`` into ``model`` where names and shapes fit; returns counts.
+
+    Raises :class:`InputError` when nothing matches (weights of another model).
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    is_backbone_only = not any(k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state)
+    prefix = "backbone.body." if is_backbone_only else ""
+    loaded: dict[str, torch.Tensor] = {}
+    skipped = 0
+    for name, value in state.items():
+        target_name = prefix + name
+        if target_name not in own:
+            skipped += 1
+            continue
+        adapted = _adapt(target_name, value, own[target_name])
+        if adapted is None:
+            skipped += 1
+            log.info("weights: %s has shape %s, model needs %s: skipped", name, tuple(value.shape),
+                     tuple(own[target_name].shape))
+            continue
+        loaded[target_name] = adapted
+    if not loaded:
+        raise InputError(path, "no parameter of this file fits the model (weights of another model?)")
+    model.load_state_dict(loaded, strict=False)
+    counts = {"loaded": len(loaded), "skipped": skipped, "not_in_file": len(own) - len(loaded)}
+    log.info("weights from %s: %s", path, counts)
+    return counts
