@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from spinekit.cli.progress import console, out_console, user_errors
+from spinekit.data.splits import Part
 from spinekit.engine.hooks import Hook, LoopState
 
 
@@ -77,3 +78,110 @@ def models() -> None:
         out_console.print(f"{name:20s} {spec.kind:9s} {spec.summary}", highlight=False)
 
 
+
+
+def _joint(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"--joint-rule expects PRIMARY,REQUIRED (e.g. F,E), got {text!r}")
+    return parts[0], parts[1]
+
+
+def evaluate(
+    run: Annotated[Path | None, typer.Argument(help="Run folder (omit with --predictions).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's).")] = None,
+    split: Annotated[str, typer.Option(help="test, val, train, trainval or all.")] = "test",
+    predictions: Annotated[Path | None, typer.Option(help="Evaluate a COCO results file instead.")] = None,
+    fold: Annotated[int, typer.Option(help="Fold for val/train with --predictions.")] = 0,
+    score_threshold: Annotated[float | None, typer.Option(help="Image-level decision threshold.")] = None,
+    joint_rule: Annotated[str | None, typer.Option(
+        help="PRIMARY,REQUIRED: trust PRIMARY detections only where REQUIRED is found (e.g. F,E).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+) -> None:
+    """COCO AP (bbox, segm), per class and image-level results -> metrics.json."""
+    from spinekit.engine.evaluate import evaluate_predictions, evaluate_run
+
+    with user_errors():
+        if split not in ("test", "val", "train", "trainval", "all"):
+            raise ValueError(f"unknown split {split!r}")
+        rule = _joint(joint_rule)
+        part = cast(Part, split)
+        if predictions is not None:
+            if data is None:
+                raise ValueError("--predictions needs --data DATASET")
+            threshold = 0.5 if score_threshold is None else score_threshold
+            metrics = evaluate_predictions(predictions, data, split=part, fold=fold,
+                                           score_threshold=threshold, joint_rule=rule)
+            where = predictions.with_name("metrics.json")
+        elif run is not None:
+            metrics = evaluate_run(run, dataset=data, split=part, device=device,
+                                   which=checkpoint, score_threshold=score_threshold, joint_rule=rule)
+            where = run / "metrics.json"
+        else:
+            raise ValueError("give a RUN folder or --predictions PRED.json")
+    _print_metrics(metrics)
+    out_console.print(f"metrics: {where}")
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{metrics.get('split', '')}: {metrics.get('images', '?')} images "
+                        f"({metrics.get('negative_images', 0)} negative)")
+    columns = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for kind in ("bbox", "segm"):
+        if kind in metrics:
+            table.add_row(kind, *(_pct(metrics[kind].get(c, -1)) for c in columns))
+    for name, values in metrics.get("per_class", {}).items():
+        table.add_row(f"  {name} (segm)", _pct(values.get("segm_AP", -1)), _pct(values.get("segm_AP50", -1)),
+                      "", "", "", "")
+    out_console.print(table)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or value < 0 else f"{100 * value:.1f}"
+
+
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders or DICOM files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    fmt: Annotated[str, typer.Option("--format",
+                                     help="Comma list of coco, labelme, overlay.")] = "coco,labelme",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    score_threshold: Annotated[float, typer.Option(help="Minimum score for LabelMe/overlay shapes.")] = 0.5,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+) -> None:
+    """Predict images with a trained run: COCO results, LabelMe pre-annotations, overlays."""
+    from spinekit.cli.progress import progress_bar
+    from spinekit.engine.predict import predict as run_predict
+
+    with user_errors():
+        formats = [f.strip() for f in fmt.split(",") if f.strip()]
+        with progress_bar("predict") as progress:
+            report = run_predict(run, inputs, out, formats=formats, batch_size=batch_size, device=device,
+                                 score_threshold=score_threshold, which=checkpoint,
+                                 progress=lambda done, _total: progress(done, done))
+    for line in report.skipped[:20]:
+        console.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
+    out_console.print(f"{report.images} images, {report.detections} detections -> {out}")
+
+
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder (default: the run's).")] = None,
+    max_overlays: Annotated[int, typer.Option(help="Overlay pictures in the grid.")] = 24,
+) -> None:
+    """Write RUN/report.html: config, curves, metrics, per-class AP, worst cases first."""
+    from spinekit.reports.html import build_report
+
+    with user_errors():
+        path = build_report(run, dataset=data, max_overlays=max_overlays)
+    out_console.print(f"report: {path}")

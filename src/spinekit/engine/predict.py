@@ -1,0 +1,232 @@
+"""``spinekit predict``: stream images (files, folders, DICOM frames) through a trained run.
+
+Outputs in ``OUT``:
+
+- ``predictions.json``: COCO results (original image coordinates), written
+  incrementally (memory stays flat over any number of images);
+- ``images.json``: the COCO ``images`` list (id, file_name = source path, width, height, frame);
+- ``labelme/``: one LabelMe pre-annotation per image beside a copy of the image,
+  to open, correct and ingest again (the labelling loop);
+- ``overlays/``: PNG pictures of the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from spinekit.engine.loop import autocast_dtype, predict_batches, select_device
+from spinekit.engine.runs import LoadedRun, load_run
+from spinekit.errors import InputError
+from spinekit.evaluation.results import detections_to_coco
+from spinekit.io.atomic import atomic_path, atomic_write_json
+from spinekit.io.images import is_dicom, is_image_file, read_image, to_gray, to_uint8
+from spinekit.transforms.geometric import ResizePlan, resize_image
+
+log = logging.getLogger(__name__)
+FORMATS = ("coco", "labelme", "overlay")
+
+
+@dataclass
+class SourceImage:
+    """One image to predict: its path, DICOM frame, pixels (uint8) and id."""
+
+    image_id: int
+    path: Path
+    frame: int | None
+    pixels: np.ndarray
+
+
+def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[tuple[Path, int | None]]:
+    """Files and folders (recursively, sorted) -> (image path, DICOM frame or None)."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files: Iterable[Path] = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise InputError(path, "input not found")
+        for file in files:
+            if is_dicom(file):
+                from spinekit.io.dicom import dicom_frame_count
+
+                for frame in range(dicom_frame_count(file)):
+                    yield file, frame
+            else:
+                yield file, None
+
+
+def _prepared(run: LoadedRun, source: SourceImage) -> tuple[torch.Tensor, ResizePlan]:
+    config = run.config.data
+    pixels = to_uint8(source.pixels)
+    pixels = to_gray(pixels) if config.channels == 1 else (
+        np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
+    height, width = pixels.shape[:2]
+    plan = ResizePlan.make(width, height, config.size, config.keep_aspect)
+    arr = np.array(resize_image(Image.fromarray(pixels), plan))
+    if config.contrast != "none":
+        arr = to_uint8(arr, config.contrast)
+    tensor = torch.from_numpy(arr).float().div_(255.0)
+    return (tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()), plan
+
+
+def _batches(run: LoadedRun, inputs: Sequence[str | Path], batch_size: int, skipped: list[str],
+             ) -> Iterator[tuple[list[torch.Tensor], list[tuple[SourceImage, ResizePlan]]]]:
+    images: list[torch.Tensor] = []
+    infos: list[tuple[SourceImage, ResizePlan]] = []
+    for index, (path, frame) in enumerate(iter_inputs(inputs), start=1):
+        try:
+            source = SourceImage(index, path, frame, read_image(path, frame=frame or 0))
+        except InputError as exc:
+            skipped.append(str(exc))
+            log.warning("%s", exc)
+            continue
+        tensor, plan = _prepared(run, source)
+        images.append(tensor)
+        infos.append((source, plan))
+        if len(images) == batch_size:
+            yield images, infos
+            images, infos = [], []
+    if images:
+        yield images, infos
+
+
+class JsonArrayWriter:
+    """Writes a JSON array element by element to a temp file; renamed into place on success.
+
+    Use as a context manager: the file appears only when the block ends without error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.count = 0
+        self._handle: TextIO | None = None
+
+    def __enter__(self) -> JsonArrayWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.tmp, "w", encoding="utf-8")
+        self._handle.write("[")
+        return self
+
+    def write(self, items: Iterable[dict[str, Any]]) -> None:
+        """Append items."""
+        assert self._handle is not None, "use JsonArrayWriter as a context manager"
+        for item in items:
+            self._handle.write(("\n" if self.count == 0 else ",\n") + json.dumps(item))
+            self.count += 1
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        assert self._handle is not None
+        self._handle.write("\n]\n")
+        self._handle.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class PredictReport:
+    """Counts of one prediction run."""
+
+    out: Path
+    images: int
+    detections: int
+    skipped: list[str]
+
+
+def _unique_name(source: SourceImage, used: set[str]) -> str:
+    name = source.path.stem + (f"_f{source.frame:04d}" if source.frame is not None else "")
+    candidate, k = name, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{name}_{k}"
+    used.add(candidate)
+    return candidate
+
+
+def _write_labelme(out: Path, name: str, source: SourceImage, results: list[dict[str, Any]],
+                   names: dict[int, str], threshold: float) -> None:
+    from spinekit.io.formats.predictions import write_labelme_predictions
+
+    folder = out / "labelme"
+    if is_dicom(source.path) or source.path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        image_name = f"{name}.png"
+        with atomic_path(folder / image_name) as tmp:
+            Image.fromarray(to_uint8(source.pixels)).save(tmp, format="PNG")
+    else:
+        image_name = f"{name}{source.path.suffix.lower()}"
+        with atomic_path(folder / image_name) as tmp:
+            shutil.copyfile(source.path, tmp)
+    height, width = source.pixels.shape[:2]
+    write_labelme_predictions(folder / f"{name}.json", image_ref=image_name, width=width, height=height,
+                              detections=results, names=names, score_threshold=threshold)
+
+
+def _write_overlay(out: Path, name: str, source: SourceImage, results: list[dict[str, Any]],
+                   names: dict[int, str], threshold: float) -> None:
+    from spinekit.reports.overlay import draw_overlay, save_overlay
+
+    picture = draw_overlay(source.pixels, detections=results, names=names, score_threshold=threshold)
+    save_overlay(out / "overlays" / f"{name}.png", picture)
+
+
+def predict(run: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
+            formats: Sequence[str] = ("coco", "labelme"), batch_size: int = 4, device: str = "auto",
+            score_threshold: float = 0.5, which: str = "best",
+            progress: Callable[[int, int], None] | None = None) -> PredictReport:
+    """Predict every input image with the run's model and write the chosen ``formats``."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    out_path = Path(out)
+    torch_device = select_device(device)
+    loaded = load_run(run, which=which, device=torch_device)
+    names = {i + 1: name for i, name in enumerate(loaded.classes)}
+    skipped: list[str] = []
+    used: set[str] = set()
+    with JsonArrayWriter(out_path / "predictions.json") as results_out, \
+            JsonArrayWriter(out_path / "images.json") as images_out:
+        batches = predict_batches(loaded.model, _batches(loaded, inputs, batch_size, skipped),
+                                  device=torch_device, amp_dtype=autocast_dtype(loaded.config.train.amp,
+                                                                                torch_device))
+        for infos, outputs in batches:
+            for (source, plan), output in zip(infos, outputs, strict=True):
+                _emit(out_path, source, plan, output, formats, names, score_threshold, used,
+                      results_out, images_out)
+                if progress is not None:
+                    progress(images_out.count, 0)
+    if images_out.count == 0:
+        raise InputError(None, "no readable image among the inputs: " + "; ".join(skipped[:3]))
+    atomic_write_json(out_path / "predict_report.json", {
+        "run": str(run), "checkpoint": str(loaded.checkpoint), "images": images_out.count,
+        "detections": results_out.count, "skipped": skipped})
+    return PredictReport(out_path, images_out.count, results_out.count, skipped)
+
+
+def _emit(out: Path, source: SourceImage, plan: ResizePlan, output: dict[str, torch.Tensor],
+          formats: Sequence[str], names: dict[int, str], threshold: float, used: set[str],
+          results_out: JsonArrayWriter, images_out: JsonArrayWriter) -> None:
+    height, width = source.pixels.shape[:2]
+    results = detections_to_coco(output, image_id=source.image_id, plan=plan, orig_width=width,
+                                 orig_height=height)
+    name = _unique_name(source, used)
+    results_out.write(results)
+    images_out.write([{"id": source.image_id, "file_name": str(source.path), "width": width,
+                       "height": height, "frame": source.frame}])
+    if "labelme" in formats:
+        _write_labelme(out, name, source, results, names, threshold)
+    if "overlay" in formats:
+        _write_overlay(out, name, source, results, names, threshold)

@@ -1,0 +1,57 @@
+"""Opening a finished (or running) run folder: its config, classes and model weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spinekit.engine.checkpoint import BEST, LAST, checkpoint_path, load_checkpoint
+from spinekit.engine.config import Config, config_from_dict
+from spinekit.errors import InputError
+from spinekit.io.jsonfile import read_json_object
+from spinekit.models.registry import build_model
+
+
+@dataclass
+class LoadedRun:
+    """A run's resolved config, class names (index i = category id i + 1), dataset and model."""
+
+    run: Path
+    config: Config
+    classes: list[str]
+    dataset: Path | None
+    model: torch.nn.Module
+    checkpoint: Path
+
+
+def load_run(run: str | Path, *, which: str = "best", device: torch.device | None = None) -> LoadedRun:
+    """Build the run's model and load ``checkpoints/best.pt`` (or ``last.pt``).
+
+    Raises :class:`InputError` when the folder is not a run or the checkpoint does
+    not fit the model named in its config.
+    """
+    folder = Path(run)
+    if not (folder / "config.yaml").is_file():
+        raise InputError(folder, "not a spinekit run folder (no config.yaml)")
+    path = checkpoint_path(folder, BEST if which == "best" else LAST)
+    if which == "best" and not path.exists():
+        path = checkpoint_path(folder, LAST)
+    payload = load_checkpoint(path)
+    config = config_from_dict(payload["config"])
+    classes = [str(c) for c in payload["classes"]]
+    model = build_model(config.model.name, num_classes=len(classes), in_channels=config.data.channels,
+                        image_size=max(config.data.size), norm=config.model.norm)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise InputError(path, f"checkpoint does not fit model {config.model.name!r} "
+                         f"({str(exc).splitlines()[0][:160]})") from exc
+    model.to(device or torch.device("cpu")).eval()
+    info: dict[str, Any] = {}
+    if (folder / "dataset.json").is_file():
+        info = read_json_object(folder / "dataset.json")
+    dataset = Path(info["dataset"]) if info.get("dataset") else None
+    return LoadedRun(folder, config, classes, dataset, model, path)
