@@ -65,7 +65,7 @@ def test_existing_run_needs_resume_and_bad_config_keys(dataset: Path, tmp_path: 
     fit(dataset, tmp_path / "run", load_config(None, [*TINY, "train.epochs=1"]))
     with pytest.raises(InputError, match="--resume"):
         fit(dataset, tmp_path / "run", load_config(None, TINY))
-    with pytest.raises(ValueError, match="unknown config key 'optim.lrr'"):
+    with pytest.raises(ValueError, match=r"unknown config key 'optim\.lrr'"):
         load_config(None, ["optim.lrr=1"])
     with pytest.raises(ValueError, match="unknown model"):
         fit(dataset, tmp_path / "other", load_config(None, [*TINY, "model.name=unet9000"]))

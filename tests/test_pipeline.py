@@ -70,12 +70,21 @@ def test_phantom_then_deidentify_blanks_the_burned_in_header(tmp_path: Path) -> 
     assert report["totals"]["files_written"] == 3
 
 
-def test_demo_runs_the_data_path(tmp_path: Path) -> None:
-    result = run_demo(tmp_path / "demo", n=24, seed=3)
+def test_demo_data_path(tmp_path: Path) -> None:
+    result = run_demo(tmp_path / "demo", n=24, seed=3, train=False)
     steps = {s["step"]: s for s in result.steps}
-    assert list(steps) == ["phantom", "ingest", "clean", "split", "load"]
+    assert list(steps) == ["phantom", "ingest", "clean", "split"]
     assert steps["ingest"]["images"] == 24 and steps["ingest"]["negatives"] > 0
-    assert steps["load"]["train_images"] > 0 and steps["load"]["input"] == "256x256"
     assert json.loads((tmp_path / "demo" / "demo.json").read_text())["steps"] == result.steps
-    again = run_demo(tmp_path / "demo", n=24, seed=3)
+    again = run_demo(tmp_path / "demo", n=24, seed=3, train=False)
     assert [s["step"] for s in again.steps] == list(steps)
+
+
+def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
+    tiny = ["data.size=[64,64]", "train.max_steps=2", "data.workers=0", "train.threads=1"]
+    result = run_demo(tmp_path / "demo", n=24, seed=3, config_overrides=tiny)
+    assert [s["step"] for s in result.steps][-4:] == ["train", "evaluate", "predict", "report"]
+    assert 0.0 <= result.metrics["segm"]["AP50"] <= 1.0
+    assert result.report is not None and result.report.is_file()
+    labelme = sorted((tmp_path / "demo" / "predictions" / "labelme").glob("*.json"))
+    assert labelme, "the demo writes LabelMe pre-annotations for the test images"

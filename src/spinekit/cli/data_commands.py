@@ -74,16 +74,20 @@ def phantom(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every demo output.")] = Path(
         "spinekit-demo"),
-    n: Annotated[int, typer.Option(help="Phantom frames.")] = 60,
+    n: Annotated[int, typer.Option(help="Phantom frames.")] = 120,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    train: Annotated[bool, typer.Option(help="Train, evaluate, predict and report (else data only).")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Training override key=value.")] = None,
 ) -> None:
     """Run the pipeline end to end on the built-in ultrasound phantom."""
     from rich.table import Table
 
+    from spinekit.cli.model_commands import RichTrainHook
     from spinekit.demo import run_demo
 
     with user_errors(), step_bars() as new_step:
-        result = run_demo(out, n=n, seed=seed, step_progress=new_step)
+        result = run_demo(out, n=n, seed=seed, train=train, config_overrides=set_ or [],
+                          hooks=[RichTrainHook()], step_progress=new_step)
     table = Table(title=f"spinekit demo -> {out}")
     for column in ("step", "seconds", "result"):
         table.add_column(column)
@@ -91,4 +95,8 @@ def demo(
         details = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "seconds"))
         table.add_row(step["step"], str(step["seconds"]), details)
     out_console.print(table)
-    out_console.print(f"dataset: {result.dataset}  (training and report arrive with the Mask R-CNN work)")
+    if result.metrics:
+        segm, bbox = result.metrics["segm"], result.metrics["bbox"]
+        out_console.print(f"test split: segm AP50 {100 * segm['AP50']:.1f} %, AP {100 * segm['AP']:.1f} %; "
+                          f"bbox AP50 {100 * bbox['AP50']:.1f} %")
+    out_console.print(f"report: {result.report}" if result.report else f"dataset: {result.dataset}")

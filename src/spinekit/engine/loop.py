@@ -100,7 +100,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable[Any], optimizer: torch.op
             losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {float(loss.detach())} at step {state.step} (epoch {state.epoch}); "
+            raise TrainingError(f"loss became {float(loss.detach())} at step {state.step} "
+                                f"(epoch {state.epoch}); "
                                 "lower optim.lr or check the data (cleaning report)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
