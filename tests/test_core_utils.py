@@ -103,3 +103,12 @@ def test_lumbar_mri_ingests_every_level_with_patient_and_spacing(tmp_path: Path)
         assert image["pixel_spacing_mm"] == entry["pixel_spacing_mm"]
         levels = sorted(a["attributes"]["level"] for a in by_image[image["id"]])
         assert levels == sorted(entry["levels_present"])
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    plain = tmp_path / "b.txt"
+    plain.write_text("x")
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == os.stat(plain).st_mode & 0o777

@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_file_mode() -> int:
+    """Permissions a plain ``open(..., "w")`` would give (0o666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
@@ -29,6 +39,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; outputs should be readable like any file
     try:
         yield tmp
         os.replace(tmp, target)
