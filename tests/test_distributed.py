@@ -21,7 +21,8 @@ def test_torchrun_two_cpu_processes(labelme_folder: Path, tmp_path: Path) -> Non
     make_splits(ds, SplitConfig(test_fraction=0.34, folds=2, seed=0))
     run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", "29517", "-m", "spinekit", "train", str(ds), "--out", str(run), "--device", "cpu",
+               "--master-port", "29517", "-m", "spinekit", "train", str(ds), "--out", str(run),
+               "--device", "cpu",
                "--set", "data.size=[64,64]", "--set", "data.workers=0", "--set", "train.batch_size=1",
                "--set", "train.epochs=2", "--set", "train.threads=1", "--set", "data.val_part=none"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
