@@ -51,7 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_ultrasound_facet_phantom(work / "ph", n=16, seed=0)
-        ingest(work / "ph" / "local", work / "ds", IngestOptions(format="labelme", patient_pattern=PATIENT_PATTERN))
+        ingest(work / "ph" / "local", work / "ds",
+               IngestOptions(format="labelme", patient_pattern=PATIENT_PATTERN))
         data = SpineDataset(work / "ds", part="all", config=DatasetConfig(flip_prob=0.5))
         batches = [collate([data[i] for i in range(k, k + 4)]) for k in range(0, 16, 4)]
         rgb = [([img.expand(3, -1, -1) for img in images], targets) for images, targets in batches]
