@@ -77,3 +77,28 @@ def test_nan_loss_raises_clear_error(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="loss became"):
         fit(dataset, tmp_path / "nan", load_config(None, [*TINY, "optim.lr=1e12", "optim.grad_clip=0",
                                                           "train.epochs=3"]))
+
+
+def test_early_stopping(dataset: Path, tmp_path: Path) -> None:
+    overrides = [*TINY, "train.epochs=6", "train.early_stop_patience=1", "optim.lr=0.00001"]
+    result = fit(dataset, tmp_path / "early", load_config(None, overrides))
+    assert result.state.stop_reason is not None and "no validation improvement" in result.state.stop_reason
+    assert result.state.epoch < 5
+
+
+def test_checkpoint_of_another_model_and_empty_test_split(dataset: Path, tmp_path: Path) -> None:
+    from spinekit.engine.runs import load_run
+
+    fit(dataset, tmp_path / "run", load_config(None, [*TINY, "train.epochs=1"]))
+    splits = json.loads((dataset / "splits.json").read_text())
+    splits["test"] = []
+    (dataset / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(InputError, match="test split has no images"):
+        evaluate_run(tmp_path / "run", split="test", device="cpu")
+    for name in ("best.pt", "last.pt"):
+        ckpt = tmp_path / "run" / "checkpoints" / name
+        payload = torch.load(ckpt, weights_only=True)
+        payload["config"]["model"]["name"] = "maskrcnn_r50_fpn"
+        torch.save(payload, ckpt)
+    with pytest.raises(InputError, match="does not fit model 'maskrcnn_r50_fpn'"):
+        load_run(tmp_path / "run")
