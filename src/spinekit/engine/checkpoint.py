@@ -15,6 +15,7 @@ import torch
 
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_path
+from spinekit.models.weights import safe_torch_load
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
@@ -69,12 +70,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a spinekit checkpoint with ``weights_only=True``; InputError on anything else."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "checkpoint not found")
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(p, f"cannot load checkpoint ({exc.__class__.__name__})") from exc
+    payload = safe_torch_load(p, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != "spinekit-checkpoint-1":
         raise InputError(p, "not a spinekit checkpoint")
     return payload

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,16 +28,25 @@ from spinekit.errors import InputError
 log = logging.getLogger(__name__)
 
 
+def safe_torch_load(path: str | Path, what: str = "weights file") -> Any:
+    """``torch.load(weights_only=True)`` on CPU; InputError naming the file on any failure.
+
+    ``weights_only`` means no pickled code is ever run, whatever the file holds.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, f"{what} not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(p, f"not a loadable PyTorch {what} ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0][:200]})") from exc
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict safely; InputError naming the file when it is not one."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "weights file not found")
-    try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(p, f"not a loadable PyTorch weights file ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from exc
+    data = safe_torch_load(p)
     if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
         data = data["model"]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
