@@ -42,3 +42,23 @@ def test_errors_are_one_line_with_exit_code_2(labelme_folder: Path, tmp_path: Pa
     result = runner.invoke(app, ["clean", str(labelme_folder), "--exclude", "bogus"])
     assert result.exit_code == 2
     assert not (labelme_folder / "cleaning_report.json").exists()
+
+
+def test_train_and_evaluate_errors_are_one_line(labelme_folder: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    ingested = runner.invoke(app, ["ingest", str(labelme_folder), "--format", "labelme", "--out", str(ds)])
+    assert ingested.exit_code == 0
+    cases = [
+        (["train", str(ds), "--out", str(tmp_path / "r"), "--set", "optim.lrr=1"], "unknown config key"),
+        (["train", str(ds), "--out", str(tmp_path / "r"), "--set", "optim.lr=fast"], "expected a number"),
+        (["train", str(ds), "--out", str(tmp_path / "r"), "--model", "nope"], "unknown model 'nope'"),
+        (["train", str(ds), "--out", str(tmp_path / "r")], "no splits.json"),
+        (["evaluate", str(tmp_path / "r")], "not a spinekit run folder"),
+        (["evaluate", "--predictions", str(tmp_path / "p.json"), "--data", str(ds)], "no splits.json"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (args, result.output)
+        assert len(lines) == 1 and message in lines[0], (args, result.output)
+    assert not (tmp_path / "r" / "checkpoints").exists()

@@ -48,7 +48,7 @@ from spinekit.engine.loop import (
 from spinekit.engine.runlog import RunLog
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
-from spinekit.models.registry import build_model
+from spinekit.models.registry import MODELS, build_model
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,8 @@ class _Session:
 
 
 def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _Session:
+    if config.model.name not in MODELS:
+        raise ValueError(f"unknown model {config.model.name!r}; choose one of {', '.join(MODELS)}")
     device = select_device(config.train.device)
     distributed.init(device)
     torch.manual_seed(config.train.seed)
