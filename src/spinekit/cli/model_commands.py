@@ -154,7 +154,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     fmt: Annotated[str, typer.Option("--format",
                                      help="Comma list of coco, labelme, overlay.")] = "coco,labelme",
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     score_threshold: Annotated[float, typer.Option(help="Minimum score for LabelMe/overlay shapes.")] = 0.5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",

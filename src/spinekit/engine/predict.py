@@ -184,7 +184,7 @@ def _write_overlay(out: Path, name: str, source: SourceImage, results: list[dict
 
 
 def predict(run: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
-            formats: Sequence[str] = ("coco", "labelme"), batch_size: int = 4, device: str = "auto",
+            formats: Sequence[str] = ("coco", "labelme"), batch_size: int = 8, device: str = "auto",
             score_threshold: float = 0.5, which: str = "best",
             progress: Callable[[int, int], None] | None = None) -> PredictReport:
     """Predict every input image with the run's model and write the chosen ``formats``."""
