@@ -50,7 +50,7 @@ def load_run(run: str | Path, *, which: str = "best", device: torch.device | Non
         raise InputError(path, f"checkpoint does not fit model {config.model.name!r} "
                          f"({str(exc).splitlines()[0][:160]})") from exc
     # channels_last: +12 % images/s on CPU in benchmarks/bench_inference.py, same AP
-    model.to(device or torch.device("cpu"), memory_format=torch.channels_last).eval()
+    model.to(device or torch.device("cpu")).to(memory_format=torch.channels_last).eval()
     info: dict[str, Any] = {}
     if (folder / "dataset.json").is_file():
         info = read_json_object(folder / "dataset.json")
