@@ -169,7 +169,6 @@ def test_mapping_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not MRI.is_dir(), reason="shared lumbar-mri data not available")
 def test_real_lumbar_mri_set() -> None:
     result = read_masks(MRI)
     slices = json.loads((MRI / "slices.json").read_text(encoding="utf-8"))
