@@ -29,11 +29,10 @@ from spinekit.data.records import DatasetRecords, load_dataset, load_exclusions
 from spinekit.data.splits import Part, load_splits, split_image_ids
 from spinekit.errors import InputError
 from spinekit.geometry import as_points, rasterize
-from spinekit.io.images import MAX_IMAGE_PIXELS, to_uint8
+from spinekit.io.images import to_uint8
 from spinekit.transforms.geometric import ResizePlan, flip_pairs_to_label_map, hflip, resize_image
 
 log = logging.getLogger(__name__)
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
