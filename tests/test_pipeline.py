@@ -48,6 +48,8 @@ def test_dicom_patient_id_without_salt_is_refused_per_file(tmp_path: Path) -> No
     report = ingest(src, tmp_path / "ds", IngestOptions(format="images"))
     assert report.images == 1
     assert any("--salt" in s["reason"] and s["file"].endswith("cine.dcm") for s in report.skipped)
+    assert sorted(p.name for p in (tmp_path / "ds" / "images").iterdir()) == ["plain.png"], \
+        "nothing is written for a refused DICOM"
 
 
 def test_phantom_then_deidentify_blanks_the_burned_in_header(tmp_path: Path) -> None:

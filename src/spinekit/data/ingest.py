@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from spinekit.data.classes import ClassMap
 from spinekit.data.instances import ItemConverter
 from spinekit.data.records import (
@@ -28,8 +30,8 @@ from spinekit.data.records import (
     DatasetRecords,
 )
 from spinekit.errors import InputError
-from spinekit.io.atomic import atomic_path, atomic_write_json
-from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_dicom, read_image
+from spinekit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from spinekit.io.images import MAX_IMAGE_PIXELS, decode_image_bytes, image_size, is_dicom, read_image
 from spinekit.io.shapes import ReadResult, SourceItem
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,6 @@ class _ImageWriter:
 
     out: Path
     options: IngestOptions
-    used_names: set[str] = field(default_factory=set)
 
     def place(self, item: SourceItem) -> dict[str, Any]:
         needs_writing = item.image_bytes is not None or (
@@ -184,26 +185,27 @@ class _ImageWriter:
             shutil.copyfile(src, tmp)
 
     def _write_bytes(self, item: SourceItem) -> dict[str, Any]:
-        from spinekit.io.images import decode_image_bytes
-
         assert item.image_bytes is not None
         pixels = decode_image_bytes(item.image_bytes, source=item.source, max_pixels=self.options.max_pixels)
-        from spinekit.io.atomic import atomic_write_bytes
-
         name = _dataset_name(item.file_name)
         atomic_write_bytes(self.out / name, item.image_bytes)
         return {"file_name": name, "width": int(pixels.shape[1]),
                 "height": int(pixels.shape[0])}
 
     def _decode_dicom(self, item: SourceItem) -> dict[str, Any]:
-        from PIL import Image
-
+        from spinekit.data.deidentify import pseudonymise_id
         from spinekit.io.dicom import dicom_metadata, read_dicom_frame
 
         assert item.image_path is not None
+        meta = dicom_metadata(item.image_path)
+        patient = None
+        if meta.get("patient_id"):
+            if not self.options.salt:
+                raise InputError(item.image_path, "DICOM PatientID must be pseudonymised: give --salt "
+                                 "(or set SPINEKIT_SALT); the same salt keeps patients grouped")
+            patient = pseudonymise_id(str(meta["patient_id"]), self.options.salt)
         frame = item.frame or 0
         pixels = read_dicom_frame(item.image_path, frame=frame, max_pixels=self.options.max_pixels)
-        meta = dicom_metadata(item.image_path)
         stem = _dataset_name(Path(item.file_name).with_suffix("").as_posix())
         name = f"{stem}.png" if int(meta.get("number_of_frames") or 1) == 1 else (
             f"{stem}_f{frame:04d}.png")
@@ -211,13 +213,8 @@ class _ImageWriter:
             Image.fromarray(pixels).save(tmp, format="PNG")
         record: dict[str, Any] = {"file_name": name, "width": int(pixels.shape[1]),
                                   "height": int(pixels.shape[0]), "frame": frame}
-        if meta.get("patient_id"):
-            from spinekit.data.deidentify import pseudonymise_id
-
-            if not self.options.salt:
-                raise InputError(item.image_path, "DICOM PatientID must be pseudonymised: give --salt "
-                                 "(or set SPINEKIT_SALT); the same salt keeps patients grouped")
-            record["patient_id"] = pseudonymise_id(str(meta["patient_id"]), self.options.salt)
+        if patient:
+            record["patient_id"] = patient
         if meta.get("pixel_spacing_mm"):
             record["pixel_spacing_mm"] = [float(v) for v in meta["pixel_spacing_mm"]]
         return record

@@ -1,0 +1,1 @@
+"""Clinical measurements computed from spine landmarks (Cobb angles)."""
