@@ -16,6 +16,7 @@ RNG states and loop position; the data order of each epoch is seeded by
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -72,9 +73,7 @@ def dataset_config(config: Config) -> DatasetConfig:
 
 def eval_dataset_config(config: Config) -> DatasetConfig:
     """Like :func:`dataset_config` without augmentation."""
-    d = config.data
-    return DatasetConfig(size=d.size, keep_aspect=d.keep_aspect, channels=d.channels,  # type: ignore[arg-type]
-                         contrast=d.contrast)
+    return dataclasses.replace(dataset_config(config), flip_prob=0.0)
 
 
 def _datasets(root: Path, config: Config) -> tuple[SpineDataset, SpineDataset | None]:
