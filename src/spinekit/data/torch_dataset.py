@@ -29,8 +29,7 @@ from spinekit.data.records import DatasetRecords, load_dataset, load_exclusions
 from spinekit.data.splits import Part, load_splits, split_image_ids
 from spinekit.errors import InputError
 from spinekit.geometry import as_points, rasterize
-from spinekit.io.images import to_uint8
-from spinekit.transforms.geometric import ResizePlan, flip_pairs_to_label_map, hflip, resize_image
+from spinekit.transforms.geometric import ResizePlan, flip_pairs_to_label_map, hflip, model_input
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class DatasetConfig:
 
 
 def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Image:
-    """Open an image, letting JPEG decode at a reduced scale when much larger than needed."""
+    """Open and decode an image; large JPEGs decode at a reduced scale (draft mode)."""
     img: Image.Image
     try:
         img = Image.open(path)
@@ -65,11 +64,7 @@ def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Im
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(path, f"cannot read image ({exc})") from exc
-    if img.mode.startswith("I"):
-        arr = to_uint8(np.asarray(img))
-        img = Image.fromarray(arr)
-    mode = "L" if channels == 1 else "RGB"
-    return img if img.mode == mode else img.convert(mode)
+    return img
 
 
 class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
@@ -113,11 +108,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
                                self.config.keep_aspect)
         pil = _load_pil(path, self.config.size, self.config.channels)
         # JPEG draft mode may decode at a reduced scale; the plan stays in source coordinates
-        arr = np.array(resize_image(pil, plan))
-        if self.config.contrast != "none":
-            arr = to_uint8(arr, self.config.contrast)
-        tensor = torch.from_numpy(arr).float().div_(255.0)
-        image = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+        image = model_input(pil, plan, channels=self.config.channels, contrast=self.config.contrast)
         target = self._target(info, plan)
         if self.config.flip_prob > 0 and float(torch.rand(())) < self.config.flip_prob:
             image, target = hflip(image, target, self.label_map)

@@ -30,8 +30,8 @@ from spinekit.engine.runs import LoadedRun, load_run
 from spinekit.errors import InputError
 from spinekit.evaluation.results import detections_to_coco
 from spinekit.io.atomic import atomic_path, atomic_write_json
-from spinekit.io.images import is_dicom, is_image_file, read_image, to_gray, to_uint8
-from spinekit.transforms.geometric import ResizePlan, resize_image
+from spinekit.io.images import is_dicom, is_image_file, read_image, to_uint8
+from spinekit.transforms.geometric import ResizePlan, model_input
 
 log = logging.getLogger(__name__)
 FORMATS = ("coco", "labelme", "overlay")
@@ -69,16 +69,11 @@ def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[tuple[Path, int | None
 
 def _prepared(run: LoadedRun, source: SourceImage) -> tuple[torch.Tensor, ResizePlan]:
     config = run.config.data
-    pixels = to_uint8(source.pixels)
-    pixels = to_gray(pixels) if config.channels == 1 else (
-        np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
-    height, width = pixels.shape[:2]
+    height, width = source.pixels.shape[:2]
     plan = ResizePlan.make(width, height, config.size, config.keep_aspect)
-    arr = np.array(resize_image(Image.fromarray(pixels), plan))
-    if config.contrast != "none":
-        arr = to_uint8(arr, config.contrast)
-    tensor = torch.from_numpy(arr).float().div_(255.0)
-    return (tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()), plan
+    image = model_input(Image.fromarray(source.pixels), plan, channels=config.channels,
+                        contrast=config.contrast)
+    return image, plan
 
 
 def _batches(run: LoadedRun, inputs: Sequence[str | Path], batch_size: int, skipped: list[str],

@@ -110,3 +110,25 @@ def hflip(image: torch.Tensor, target: dict[str, torch.Tensor],
             labels[target["labels"] == src] = dst
         out["labels"] = labels
     return out_image, out
+
+
+def model_input(img: Image.Image, plan: ResizePlan, *, channels: int, contrast: str = "none") -> torch.Tensor:
+    """Any Pillow image -> the model's input: ``(C, H, W)`` float32 in [0, 1] at the plan's size.
+
+    The one preparation shared by training, evaluation and prediction: 16-bit and
+    float images are mapped to 8-bit (:func:`spinekit.io.images.to_uint8`), then
+    converted to gray (ITU-R 601 luma) or RGB for ``channels`` 1 or 3, resized by
+    ``plan`` and contrast-enhanced after resizing (``contrast`` as in ``to_uint8``).
+    """
+    from spinekit.io.images import to_uint8
+
+    if img.mode.startswith(("I", "F")):
+        img = Image.fromarray(to_uint8(np.asarray(img)))
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode != mode:
+        img = img.convert(mode)
+    arr = np.array(resize_image(img, plan))
+    if contrast != "none":
+        arr = to_uint8(arr, contrast)  # type: ignore[arg-type]
+    tensor = torch.from_numpy(arr).float().div_(255.0)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
