@@ -53,16 +53,12 @@ from typing import Literal
 import numpy as np
 
 from spinekit.clinical.endplates import Endplates, endplates_from_mask
+from spinekit.levels import LEVELS
 
 logger = logging.getLogger(__name__)
 
-LEVEL_ORDER: tuple[str, ...] = (
-    *(f"C{i}" for i in range(1, 8)),
-    *(f"T{i}" for i in range(1, 13)),
-    *(f"L{i}" for i in range(1, 7)),
-    *(f"S{i}" for i in range(1, 6)),
-)
-"""Level names in cranio-caudal order."""
+LEVEL_ORDER: tuple[str, ...] = LEVELS
+"""Level names in cranio-caudal order (:data:`spinekit.levels.LEVELS`)."""
 
 LUMBAR: tuple[str, ...] = ("L1", "L2", "L3", "L4", "L5")
 BOW_THRESHOLD = 0.015

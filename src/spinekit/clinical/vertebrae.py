@@ -42,13 +42,11 @@ from typing import Literal
 import numpy as np
 
 from spinekit.clinical.endplates import endplates_from_mask
+from spinekit.levels import AASCE_LEVELS
 
 logger = logging.getLogger(__name__)
 
-AP_LEVELS: tuple[str, ...] = (
-    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12",
-    "L1", "L2", "L3", "L4", "L5",
-)
+AP_LEVELS: tuple[str, ...] = AASCE_LEVELS
 """Default AP levels (the 17 of the AASCE set), top-down."""
 
 LATERAL_LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4", "L5", "S1")

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-LEVEL_PATTERN = re.compile(r"^(C[1-7]|T1[0-2]|T[1-9]|L[1-6]|S[1-5]?|Co)$")
-"""Vertebra level names: C1-C7, T1-T12, L1-L6, S (sacrum), S1-S5, Co (coccyx)."""
+from spinekit.levels import is_level
 
 VERTEBRA = "vertebra"
-
-
-def is_level(name: str) -> bool:
-    """True when ``name`` is a vertebra level such as ``L4`` or ``T12``."""
-    return bool(LEVEL_PATTERN.match(name))
 
 
 @dataclass(frozen=True)

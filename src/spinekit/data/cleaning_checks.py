@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from spinekit.data.classes import is_level
+from spinekit import levels
 from spinekit.geometry import (
     box_iou_matrix,
     convex_hull,
@@ -92,11 +92,11 @@ class Finding:
 def level_name(value: object) -> str | None:
     """Canonical level (``L4``, disc ``L4-L5``) of an attribute value, None if invalid."""
     text = str(value).strip()
-    if is_level(text):
+    if levels.is_level(text):
         return text
     for sep in ("-", "/"):
         parts = [p.strip() for p in text.split(sep)]
-        if len(parts) == 2 and all(is_level(p) for p in parts):
+        if len(parts) == 2 and all(levels.is_level(p) for p in parts):
             return f"{parts[0]}-{parts[1]}"
     return None
 
@@ -305,13 +305,7 @@ def _neighbour_features(table: dict[str, np.ndarray], idx: np.ndarray, cen: np.n
 
 def level_index(level: str) -> float:
     """Position of a level name (``T12``, disc ``L4-L5``) from the skull down."""
-    return float(np.mean([_LEVEL_ORDER[part] for part in level.split("-")]))
-
-
-_LEVEL_ORDER = {name: k for k, name in enumerate(
-    [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)]
-    + [f"L{i}" for i in range(1, 7)] + [f"S{i}" for i in range(1, 6)] + ["Co"])}
-_LEVEL_ORDER["S"] = _LEVEL_ORDER["S1"]
+    return float(np.mean([levels.level_index(part) for part in level.split("-")]))
 
 
 def _feature_table(instances: list[Instance]) -> dict[str, np.ndarray]:

@@ -23,11 +23,8 @@ from spinekit.errors import InputError
 from spinekit.io.images import MAX_IMAGE_PIXELS, image_size
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, SourceItem
+from spinekit.levels import AASCE_LEVELS
 
-AASCE_LEVELS = (
-    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12",
-    "L1", "L2", "L3", "L4", "L5",
-)
 AASCE_PATIENT_PATTERN = r"-(\d+) [A-Z]+ AP"
 """Default patient pattern: ``sunhl-1th-02-Jan-2017-162 A AP.jpg`` -> ``162``."""
 

@@ -28,7 +28,6 @@ with a 0.5 px tolerance (outer contours; holes are not kept).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,10 +42,10 @@ from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_image_file
 from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, SourceItem
+from spinekit.levels import is_level
 
 log = logging.getLogger(__name__)
 
-LEVEL_PATTERN = re.compile(r"^(C[1-7]|T1[0-2]|T[1-9]|L[1-6]|S[1-5]?|Co)$")
 MAPPING_FILE = "labels.json"
 SLICES_FILE = "slices.json"
 MASK_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp"})
@@ -66,7 +65,7 @@ class MaskMapping:
     @property
     def vertebra_levels(self) -> bool:
         """True when every name is a vertebra level: values are ``vertebra`` instances."""
-        return bool(self.values) and all(LEVEL_PATTERN.match(n) for n in self.values.values())
+        return bool(self.values) and all(is_level(n) for n in self.values.values())
 
     @property
     def one_instance_per_value(self) -> bool:
