@@ -48,9 +48,3 @@ class RunLog(Hook):
         self.write({"kind": "epoch", "epoch": state.epoch, "step": state.step,
                     **{k: round(v, 6) for k, v in values.items() if not k.startswith("val_")}})
 
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """All records of a log.jsonl (empty when missing)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -21,7 +21,7 @@ from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_text
 from spinekit.reports.curves import curves_png
 from spinekit.reports.gallery import Overlay, RankedImage, rank_images, render_overlays
-from spinekit.reports.run_files import REPORT_FILE, RunFiles, dataset_from_run, load_run
+from spinekit.reports.run_files import REPORT_FILE, RunFiles, dataset_from_run, read_run_files
 from spinekit.reports.tables import (
     config_table,
     image_level_table,
@@ -231,7 +231,7 @@ def build_report(run: Path, *, dataset: Path | None = None, max_overlays: int = 
     overlays are rendered. Overlays show predictions with score >=
     ``score_threshold``; at most ``max_overlays``, worst first.
     """
-    files = load_run(run)
+    files = read_run_files(run)
     chosen = Path(dataset) if dataset is not None else dataset_from_run(files)
     page = render_report(files, dataset=chosen, max_overlays=max_overlays,
                          score_threshold=score_threshold, progress=progress)

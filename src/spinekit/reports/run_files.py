@@ -3,7 +3,7 @@
 A run folder written by the training engine holds ``config.yaml``,
 ``log.jsonl``, ``metrics.json``, ``predictions/<split>.json`` and
 ``dataset.json``; any of them may be missing (training still running, never
-evaluated). :func:`load_run` reads what is there and records what is not.
+evaluated). :func:`read_run_files` reads what is there and records what is not.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _read_predictions(files: RunFiles) -> None:
     files.predictions = good
 
 
-def load_run(run: str | Path) -> RunFiles:
+def read_run_files(run: str | Path) -> RunFiles:
     """Read everything the report needs from ``run``; InputError when it is not a folder."""
     folder = Path(run)
     if not folder.is_dir():
