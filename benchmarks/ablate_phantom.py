@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ablate_phantom.py [--n 120] [--steps 200] [--only NAME ...]
 
-Generates the phantom (seed 0), ingests, cleans and splits it once, then trains
+Runs the demo's data path once (phantom seed 0, ingest, clean, split), then trains
 ``maskrcnn_light`` from scratch with the demo's settings and one change per row,
 evaluating each on the same held-out test patients. Prints segm/bbox AP50 and
 AP[.5:.95], image-level specificity on negative frames (with the F,E joint
@@ -16,11 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spinekit.data.cleaning import clean_dataset, write_cleaning_report
-from spinekit.data.ingest import IngestOptions, ingest
-from spinekit.data.phantom import PATIENT_PATTERN, make_ultrasound_facet_phantom
-from spinekit.data.splits import SplitConfig, make_splits
-from spinekit.demo import demo_config
+from spinekit.demo import demo_config, run_demo
 from spinekit.engine.evaluate import evaluate_run
 from spinekit.engine.train import fit
 
@@ -42,12 +38,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_ultrasound_facet_phantom(work / "phantom", n=args.n, seed=0)
-        dataset = work / "dataset"
-        ingest(work / "phantom" / "local", dataset,
-               IngestOptions(format="labelme", patient_pattern=PATIENT_PATTERN))
-        write_cleaning_report(clean_dataset(dataset), dataset)
-        make_splits(dataset, SplitConfig(test_fraction=0.2, folds=5, seed=0))
+        dataset = run_demo(work / "demo", n=args.n, seed=0, train=False).dataset
         for index, (name, overrides) in enumerate(SETTINGS.items()):
             if args.only and not any(part in name for part in args.only):
                 continue
