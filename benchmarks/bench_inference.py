@@ -29,7 +29,7 @@ import torchvision
 
 from spinekit.data.torch_dataset import SpineDataset
 from spinekit.engine.config import EvalSection
-from spinekit.engine.inference import evaluate_model
+from spinekit.engine.inference import score_results
 from spinekit.engine.runs import load_run
 from spinekit.engine.train import eval_dataset_config
 from spinekit.evaluation.results import detections_to_coco
@@ -68,8 +68,7 @@ def _ap(outputs: list[Any], data: SpineDataset, model: torch.nn.Module) -> float
         results.extend(detections_to_coco({k: v.float() for k, v in output.items()}, image_id=int(info["id"]),
                                           plan=plan, orig_width=int(info["width"]),
                                           orig_height=int(info["height"])))
-    metrics = evaluate_model(model, data, device=torch.device("cpu"), amp_dtype=None, batch_size=1,
-                             eval_config=EvalSection(), results=results)
+    metrics = score_results(data, results, EvalSection())
     return float(metrics["segm"]["AP"])
 
 

@@ -9,7 +9,7 @@ from spinekit.data.records import load_dataset, load_exclusions
 from spinekit.data.splits import Part, load_splits, split_image_ids
 from spinekit.data.torch_dataset import SpineDataset
 from spinekit.engine.config import EvalSection
-from spinekit.engine.inference import evaluate_model, predict_dataset
+from spinekit.engine.inference import predict_dataset, score_results
 from spinekit.engine.loop import autocast_dtype, select_device
 from spinekit.engine.runs import load_run
 from spinekit.engine.train import eval_dataset_config
@@ -44,8 +44,7 @@ def evaluate_run(run: str | Path, *, dataset: str | Path | None = None, split: P
     results = predict_dataset(loaded.model, data, device=torch_device, amp_dtype=amp, batch_size=batch_size)
     write_results(Path(run) / "predictions" / f"{split}.json", results)
     section = _eval_section(loaded.config.eval, score_threshold, joint_rule)
-    metrics = evaluate_model(loaded.model, data, device=torch_device, amp_dtype=amp, batch_size=batch_size,
-                             eval_config=section, results=results)
+    metrics = score_results(data, results, section)
     metrics = {"split": split, "fold": loaded.config.data.fold, "checkpoint": str(loaded.checkpoint),
                "dataset": str(Path(root).resolve()), **metrics}
     write_metrics(Path(run) / "metrics.json", metrics)

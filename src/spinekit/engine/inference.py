@@ -40,15 +40,23 @@ def predict_dataset(model: torch.nn.Module, dataset: SpineDataset, *, device: to
     return results
 
 
-def evaluate_model(model: torch.nn.Module, dataset: SpineDataset, *, device: torch.device,
-                   amp_dtype: torch.dtype | None, batch_size: int, eval_config: EvalSection,
-                   results: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """COCO bbox/segm metrics of ``model`` on ``dataset`` (see :mod:`spinekit.evaluation`)."""
-    if results is None:
-        results = predict_dataset(model, dataset, device=device, amp_dtype=amp_dtype, batch_size=batch_size)
+def score_results(dataset: SpineDataset, results: list[dict[str, Any]],
+                  eval_config: EvalSection) -> dict[str, Any]:
+    """COCO bbox/segm and image-level metrics of ``results`` on ``dataset``.
+
+    See :mod:`spinekit.evaluation` for the metrics layout.
+    """
     _, excluded = load_exclusions(dataset.records.root)
     evaluator = CocoEvaluator(dataset.records, [int(img["id"]) for img in dataset.images],
                               excluded_annotations=excluded, score_threshold=eval_config.score_threshold,
                               joint_rule=eval_config.joint_rule)
     evaluator.process(results)
     return evaluator.evaluate()
+
+
+def evaluate_model(model: torch.nn.Module, dataset: SpineDataset, *, device: torch.device,
+                   amp_dtype: torch.dtype | None, batch_size: int,
+                   eval_config: EvalSection) -> dict[str, Any]:
+    """Predict ``dataset`` with ``model`` and score the results (:func:`score_results`)."""
+    results = predict_dataset(model, dataset, device=device, amp_dtype=amp_dtype, batch_size=batch_size)
+    return score_results(dataset, results, eval_config)
