@@ -31,13 +31,14 @@ def dataset(labelme_folder: Path, tmp_path: Path) -> Path:
 
 def test_fit_writes_run_folder_and_metrics(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = fit(dataset, run, load_config(None, TINY))
+    result = fit(dataset, run, load_config(None, [*TINY, "train.log_every=1"]))
     assert result.state.step == 2 and result.state.epoch == 1
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"best.pt", "last.pt"}
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["data"]["size"] == [64, 64] and saved["optim"]["lr"] == 0.001
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} >= {"val", "epoch"}
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2], "train.log_every=1"
     assert all(0.0 <= r["segm_AP"] <= 1.0 or r["segm_AP"] == -1 for r in records if r["kind"] == "val")
     payload = load_checkpoint(run / "checkpoints" / "last.pt")
     assert payload["classes"] == ["F", "E"] and payload["loop"]["step"] == 2

@@ -139,13 +139,6 @@ def distinct_ring(points: np.ndarray) -> np.ndarray:
     return ring
 
 
-def robust_z(values: np.ndarray, floor: float) -> np.ndarray:
-    """Robust z-scores ``0.6745 (x - median) / MAD`` of a 1-D array, MAD at least ``floor``."""
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
-    return 0.6745 * (values - med) / max(mad, floor)
-
-
 @dataclass
 class Instance:
     """One annotation with a parsable polygon and its shape features.

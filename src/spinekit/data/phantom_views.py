@@ -33,7 +33,6 @@ from spinekit.data.phantom_anatomy import (
 from spinekit.data.phantom_echo import Imaging, Scene, Tissue
 from spinekit.data.phantom_render import SectorGeometry
 
-POSITIVE_VIEWS = ("interlaminar",)
 NEGATIVE_VIEWS = ("spinous", "lateral", "soft")
 NEGATIVE_VIEW_WEIGHTS = (0.5, 0.35, 0.15)
 

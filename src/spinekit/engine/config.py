@@ -10,7 +10,6 @@ is saved beside every run's outputs.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -244,9 +243,3 @@ def dump_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
     atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
-
-def replace_config(config: Config, **sections: Any) -> Config:
-    """``dataclasses.replace`` on sections: ``replace_config(c, train={"epochs": 5})``."""
-    updated = {name: dataclasses.replace(getattr(config, name), **values)
-               for name, values in sections.items()}
-    return dataclasses.replace(config, **updated)

@@ -171,7 +171,7 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
     if distributed.world_size() > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
     runlog = RunLog(run / "log.jsonl", enabled=distributed.is_main(),
-                    keep_until_step=state.step if resume else 0)
+                    keep_until_step=state.step if resume else 0, every=config.train.log_every)
     return _Session(config, run, wrapped, model, optimizer, scheduler, device,
                     autocast_dtype(config.train.amp, device), train, val, state, runlog, classes)
 
