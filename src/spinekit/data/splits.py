@@ -74,10 +74,13 @@ def _summary(name: str, index: np.ndarray, groups: np.ndarray, negative: np.ndar
             "negatives": int(negative[index].sum())}
 
 
-def make_splits(root: str | Path, config: SplitConfig = SplitConfig()) -> dict[str, Any]:
-    """Compute the splits of the dataset at ``root`` and write ``root/splits.json`` atomically.
+def make_splits(root: str | Path, config: SplitConfig = SplitConfig(),
+                out: str | Path | None = None) -> dict[str, Any]:
+    """Compute the splits of the dataset at ``root`` and write them atomically.
 
-    Raises :class:`InputError` when there are too few patients for the parts asked for.
+    Written to ``out`` when given (e.g. a comparison study's own folds), else to
+    ``root/splits.json``. Raises :class:`InputError` when there are too few
+    patients for the parts asked for.
     """
     config.validate()
     records = load_dataset(root)
@@ -110,15 +113,15 @@ def make_splits(root: str | Path, config: SplitConfig = SplitConfig()) -> dict[s
         "summary": [_summary("test", test_index, groups, negative)]
         + [_summary(f"fold {k}", f, groups, negative) for k, f in enumerate(folds)],
     }
-    atomic_write_json(Path(root) / SPLITS_FILE, splits)
+    atomic_write_json(Path(out) if out is not None else Path(root) / SPLITS_FILE, splits)
     return splits
 
 
-def load_splits(root: str | Path) -> dict[str, Any]:
-    """Read ``root/splits.json``; InputError when missing or malformed."""
-    path = Path(root) / SPLITS_FILE
+def load_splits(root: str | Path, file: str | Path | None = None) -> dict[str, Any]:
+    """Read ``root/splits.json`` (or ``file``); InputError when missing or malformed."""
+    path = Path(file) if file is not None else Path(root) / SPLITS_FILE
     if not path.is_file():
-        raise InputError(path, "no splits.json: run `spinekit split` first")
+        raise InputError(path, "no splits file: run `spinekit split` first")
     try:
         splits = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -68,16 +68,19 @@ def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Im
 
 
 class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
-    """Images of one split part (``train``/``val`` of ``fold``, ``test``, ``trainval``, ``all``)."""
+    """Images of one split part (``train``/``val`` of ``fold``, ``test``, ``trainval``, ``all``).
+
+    The parts come from ``root/splits.json`` or from ``splits_file`` when given.
+    """
 
     def __init__(self, root: str | Path, *, part: Part = "train", fold: int = 0,
-                 config: DatasetConfig = DatasetConfig()) -> None:
+                 config: DatasetConfig = DatasetConfig(), splits_file: str | Path | None = None) -> None:
         self.config = config
         self.records: DatasetRecords = load_dataset(root)
         excluded_images, excluded_anns = load_exclusions(root)
-        ids = ({int(i["id"]) for i in self.records.images} if part == "all" and not
-               (Path(root) / "splits.json").exists()
-               else set(split_image_ids(load_splits(root), part, fold)))
+        ids = ({int(i["id"]) for i in self.records.images} if part == "all" and splits_file is None
+               and not (Path(root) / "splits.json").exists()
+               else set(split_image_ids(load_splits(root, splits_file), part, fold)))
         self.images = [img for img in self.records.images
                        if int(img["id"]) in ids and int(img["id"]) not in excluded_images]
         by_image = self.records.annotations_by_image()

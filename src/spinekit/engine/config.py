@@ -34,6 +34,7 @@ class DataSection:
     flip_prob: float = 0.5
     flip_pairs: dict[str, str] = field(default_factory=dict)
     fold: int = 0
+    splits: str | None = None
     train_part: Literal["train", "trainval"] = "train"
     val_part: Literal["val", "test", "none"] = "val"
     workers: int = 2

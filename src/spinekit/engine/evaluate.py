@@ -33,8 +33,9 @@ def evaluate_run(run: str | Path, *, dataset: str | Path | None = None, split: P
     root = Path(dataset) if dataset is not None else loaded.dataset
     if root is None:
         raise InputError(run, "the run does not name its dataset; pass --data DATASET")
+    splits_file = loaded.config.data.splits if dataset is None else None
     data = SpineDataset(root, part=split, fold=loaded.config.data.fold,
-                        config=eval_dataset_config(loaded.config))
+                        config=eval_dataset_config(loaded.config), splits_file=splits_file)
     if len(data) == 0:
         raise InputError(root, f"the {split} split has no images to evaluate")
     names = [c["name"] for c in sorted(data.records.categories, key=lambda c: int(c["id"]))]

@@ -78,13 +78,13 @@ def eval_dataset_config(config: Config) -> DatasetConfig:
 
 def _datasets(root: Path, config: Config) -> tuple[SpineDataset, SpineDataset | None]:
     train = SpineDataset(root, part=config.data.train_part, fold=config.data.fold,
-                         config=dataset_config(config))
+                         config=dataset_config(config), splits_file=config.data.splits)
     if len(train) == 0:
         raise InputError(root, f"the {config.data.train_part} part of fold {config.data.fold} has no images")
     val = None
     if config.data.val_part != "none":
         val = SpineDataset(root, part=config.data.val_part, fold=config.data.fold,
-                           config=eval_dataset_config(config))
+                           config=eval_dataset_config(config), splits_file=config.data.splits)
         if len(val) == 0:
             raise InputError(root, f"the {config.data.val_part} part has no images to validate on; "
                              "set data.val_part=none to train without validation")
