@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from spinekit.cli import data_commands, measure_command, model_commands
+from spinekit.cli import data_commands, measure_command, model_commands, study_command
 from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
 
 app = typer.Typer(
@@ -184,3 +184,4 @@ app.command()(model_commands.evaluate)
 app.command()(model_commands.predict)
 app.command()(model_commands.report)
 app.command(name="measure")(measure_command.measure)
+app.command(name="compare")(study_command.compare)

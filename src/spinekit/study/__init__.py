@@ -1,0 +1,1 @@
+"""Comparison studies: several models or settings over the same patient-level folds."""
