@@ -9,7 +9,7 @@ import torch
 from torchvision.models import resnet18
 
 from spinekit.errors import InputError
-from spinekit.models.registry import MODELS, build_model
+from spinekit.models.registry import MODELS, backbone_body, build_model
 from spinekit.models.weights import load_weights
 
 
@@ -19,7 +19,7 @@ def test_every_model_builds_and_runs_on_gray_input() -> None:
         with torch.inference_mode():
             out = model([torch.rand(1, 64, 64)])[0]
         assert set(out) >= {"boxes", "labels", "scores", "masks"}
-        assert model.get_submodule("backbone.body.conv1").in_channels == 1
+        assert backbone_body(model).get_submodule("conv1").in_channels == 1
 
 
 def test_imagenet_resnet_weights_load_into_gray_backbone(tmp_path: Path) -> None:

@@ -121,7 +121,8 @@ def test_datasets_study_carries_folds_and_scores_shared_classes(labelme_folder: 
     run_study(spec, tmp_path / "study")
     reference = json.loads((tmp_path / "study" / "splits" / "full.json").read_text())
     carried = json.loads((tmp_path / "study" / "splits" / "local.json").read_text())
-    names = {int(i["id"]): i["file_name"] for i in json.loads((full / "annotations.json").read_text())["images"]}
+    names = {int(i["id"]): i["file_name"]
+             for i in json.loads((full / "annotations.json").read_text())["images"]}
     local_names = {int(i["id"]): i["file_name"]
                    for i in json.loads((local / "annotations.json").read_text())["images"]}
     assert [names[i] for i in reference["test"]] == [local_names[i] for i in carried["test"]]

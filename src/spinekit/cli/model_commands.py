@@ -27,7 +27,8 @@ class RichTrainHook(Hook):
         self.bar.update(self.task, total=state.total_steps, completed=state.step, epoch=state.epoch)
 
     def after_step(self, state: LoopState, values: dict[str, float]) -> None:
-        info = (f"loss {values['loss']:.3f} mask {values.get('loss_mask', 0.0):.3f} "
+        part = ("mask", "loss_mask") if "loss_mask" in values else ("dice", "loss_dice")
+        info = (f"loss {values['loss']:.3f} {part[0]} {values.get(part[1], float('nan')):.3f} "
                 f"lr {values['lr']:.1e} {values['images_per_s']:.1f} img/s")
         self.bar.update(self.task, completed=state.step, epoch=state.epoch, info=info)
 

@@ -42,12 +42,20 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """Model table entry and its options."""
+    """Model table entry and its options.
+
+    ``min_area`` and ``split_touching`` are used by semantic models only (see
+    :class:`spinekit.models.semantic.SemanticPostprocess`): instances smaller than
+    ``min_area`` model-input pixels are dropped; ``split_touching`` cuts touching
+    instances of one class apart with a distance-transform watershed.
+    """
 
     name: str = "maskrcnn_light"
     norm: Literal["group", "frozen_bn", "batch"] = "group"
     weights: str | None = None
     trainable_layers: int = 5
+    min_area: int = 16
+    split_touching: bool = False
 
 
 @dataclass(frozen=True)

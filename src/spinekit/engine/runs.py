@@ -13,6 +13,7 @@ from spinekit.engine.config import Config, config_from_dict
 from spinekit.errors import InputError
 from spinekit.io.jsonfile import read_json_object
 from spinekit.models.registry import build_model
+from spinekit.models.semantic import SemanticPostprocess
 
 
 @dataclass
@@ -43,7 +44,9 @@ def load_run(run: str | Path, *, which: str = "best", device: torch.device | Non
     config = config_from_dict(payload["config"])
     classes = [str(c) for c in payload["classes"]]
     model = build_model(config.model.name, num_classes=len(classes), in_channels=config.data.channels,
-                        image_size=max(config.data.size), norm=config.model.norm)
+                        image_size=max(config.data.size), norm=config.model.norm,
+                        postprocess=SemanticPostprocess(min_area=config.model.min_area,
+                                                        split_touching=config.model.split_touching))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -50,6 +50,7 @@ from spinekit.engine.runlog import RunLog
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
 from spinekit.models.registry import MODELS, build_model
+from spinekit.models.semantic import SemanticPostprocess
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,9 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
     classes = [c["name"] for c in sorted(train.records.categories, key=lambda c: int(c["id"]))]
     model = build_model(config.model.name, num_classes=train.num_classes, in_channels=config.data.channels,
                         image_size=max(config.data.size), norm=config.model.norm,
-                        weights=config.model.weights, trainable_layers=config.model.trainable_layers)
+                        weights=config.model.weights, trainable_layers=config.model.trainable_layers,
+                        postprocess=SemanticPostprocess(min_area=config.model.min_area,
+                                                        split_touching=config.model.split_touching))
     model.to(device)
     optimizer = make_optimizer(model, config.optim)
     steps_per_epoch = max(1, len(train) // (config.train.batch_size * distributed.world_size()))

@@ -15,6 +15,16 @@ from spinekit.models.maskrcnn import (
     build_maskrcnn_r50_fpn,
     build_maskrcnn_r101_fpn,
 )
+from spinekit.models.semantic import (
+    SemanticPostprocess,
+    SemanticSegmenter,
+    build_deeplabv3_r18,
+    build_deeplabv3_r50,
+    build_pspnet_r18,
+    build_pspnet_r50,
+    build_unet_r18,
+    build_unet_r50,
+)
 from spinekit.models.weights import load_weights
 
 
@@ -34,19 +44,35 @@ MODELS: dict[str, ModelSpec] = {
                                   "ResNet-50 FPN Mask R-CNN, GroupNorm"),
     "maskrcnn_r101_fpn": ModelSpec(build_maskrcnn_r101_fpn, "instance",
                                    "ResNet-101 FPN Mask R-CNN, GroupNorm (the ultrasound study's backbone)"),
+    "unet_r18": ModelSpec(build_unet_r18, "semantic", "U-Net, ResNet-18 encoder, GroupNorm: fast on CPU"),
+    "pspnet_r18": ModelSpec(build_pspnet_r18, "semantic",
+                            "PSPNet, ResNet-18 encoder to stride 8, GroupNorm: the fastest"),
+    "deeplabv3_r18": ModelSpec(build_deeplabv3_r18, "semantic",
+                               "DeepLabv3, dilated ResNet-18 encoder (stride 8), ASPP, GroupNorm"),
+    "unet_r50": ModelSpec(build_unet_r50, "semantic", "U-Net, ResNet-50 encoder, GroupNorm"),
+    "pspnet_r50": ModelSpec(build_pspnet_r50, "semantic", "PSPNet, ResNet-50 encoder to stride 8, GroupNorm"),
+    "deeplabv3_r50": ModelSpec(build_deeplabv3_r50, "semantic",
+                               "DeepLabv3, dilated ResNet-50 encoder (stride 8), ASPP, GroupNorm"),
 }
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size: int = 256,
                 norm: Norm = "group", weights: str | Path | None = None,
-                trainable_layers: int = 5) -> nn.Module:
-    """Build model ``name`` from :data:`MODELS`; ``weights`` is an optional local file."""
+                trainable_layers: int = 5, postprocess: SemanticPostprocess | None = None) -> nn.Module:
+    """Build model ``name`` from :data:`MODELS`; ``weights`` is an optional local file.
+
+    ``postprocess`` sets how semantic models turn their class map into instances
+    (default :class:`SemanticPostprocess()`); instance models have no use for it
+    and ignore it.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if num_classes < 1:
         raise ValueError("the dataset has no classes: nothing to train")
     model = MODELS[name].builder(num_classes=num_classes, in_channels=in_channels,
                                  image_size=image_size, norm=norm)
+    if postprocess is not None and isinstance(model, SemanticSegmenter):
+        model.postprocess = postprocess
     if weights is not None:
         load_weights(model, weights)
     if trainable_layers < 5:
@@ -54,9 +80,20 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size
     return model
 
 
+def backbone_body(model: nn.Module) -> nn.Module:
+    """The ResNet of a model: Mask R-CNN's ``backbone.body`` or a semantic model's encoder."""
+    if isinstance(model, SemanticSegmenter):
+        return model.encoder
+    return model.get_submodule("backbone.body")
+
+
 def freeze_backbone(model: nn.Module, trainable_layers: int) -> None:
-    """Freeze all but the last ``trainable_layers`` ResNet stages (0 = whole body frozen)."""
+    """Freeze all but the last ``trainable_layers`` ResNet stages (0 = whole body frozen).
+
+    Stages count from the top (layer4, layer3, layer2, layer1, conv1) for every
+    model; PSPNet's encoder stops after layer2, so its layer3/layer4 hold nothing.
+    """
     stages = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
-    body = model.get_submodule("backbone.body")
+    body = backbone_body(model)
     for name, parameter in body.named_parameters():
         parameter.requires_grad_(any(name.startswith(stage) for stage in stages))

@@ -2,12 +2,17 @@
 
 Accepted files (``torch.load(weights_only=True)``):
 
-- a torchvision ResNet ImageNet state dict (``conv1.weight``, ``layer1.0...``) ->
-  loaded into the detector's backbone body;
-- a torchvision/spinekit Mask R-CNN state dict (``backbone.body...``,
-  ``rpn...``, ``roi_heads...``), optionally wrapped as ``{"model": state}``
-  (a spinekit checkpoint) -> everything whose shape fits; class-specific
-  predictor layers of another class count are skipped and reported.
+- a torchvision (or timm) ResNet state dict (``conv1.weight``, ``layer1.0...``) ->
+  loaded into the model's ResNet: the detector's ``backbone.body`` or a semantic
+  model's encoder (``model.encoder``);
+- a state dict of the same kind of model (a torchvision/spinekit Mask R-CNN,
+  ``backbone.body...``, ``rpn...``, ``roi_heads...``, or a spinekit semantic model,
+  ``model.encoder...``, ``model.decoder...``), optionally wrapped as
+  ``{"model": state}`` (a spinekit checkpoint) -> everything whose shape fits;
+  class-specific predictor layers of another class count are skipped and reported.
+
+A file is taken as a whole-model state dict when one of its names is a name of
+the model, otherwise as a bare ResNet.
 
 A 3-channel first convolution is summed over RGB for 1-channel (gray) models,
 which keeps its response to gray images.
@@ -63,6 +68,14 @@ def _adapt(name: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return None
 
 
+_BACKBONE_PREFIXES = ("backbone.body.", "model.encoder.")
+"""Where a bare ResNet sits in a Mask R-CNN and in a semantic model."""
+
+
+def _backbone_prefix(own: Mapping[str, torch.Tensor]) -> str:
+    return next((p for p in _BACKBONE_PREFIXES if f"{p}conv1.weight" in own), "")
+
+
 def load_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
     """Load ``path`` into ``model`` where names and shapes fit; returns counts.
 
@@ -70,8 +83,7 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, int]:
     """
     state = read_state_dict(path)
     own = model.state_dict()
-    is_backbone_only = not any(k.startswith(("backbone.", "rpn.", "roi_heads.")) for k in state)
-    prefix = "backbone.body." if is_backbone_only else ""
+    prefix = "" if any(name in own for name in state) else _backbone_prefix(own)
     loaded: dict[str, torch.Tensor] = {}
     skipped = 0
     for name, value in state.items():

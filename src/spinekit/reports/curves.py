@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 LOSS_KEYS = ("loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
-             "loss_rpn_box_reg")
+             "loss_rpn_box_reg", "loss_ce", "loss_dice")
 VAL_KEYS = (("bbox_AP", "box AP"), ("bbox_AP50", "box AP50"), ("segm_AP", "mask AP"),
             ("segm_AP50", "mask AP50"))
 _COLOURS = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2")
@@ -55,19 +55,20 @@ def _placeholder(ax: Any, text: str) -> None:
 
 def _plot_losses(ax: Any, train: Sequence[dict[str, Any]]) -> None:
     ax.set_title("Training losses", loc="left")
-    drawn = False
-    for colour, key in zip(_COLOURS, LOSS_KEYS, strict=False):
+    drawn = 0
+    for key in LOSS_KEYS:
         x, y = _series(train, "step", key)
         keep = y > 0
         x, y = x[keep], y[keep]
         if len(y) == 0:
             continue
+        colour = _COLOURS[drawn % len(_COLOURS)]
         window = max(1, len(y) // 40)
         if window > 1:
             ax.plot(x, y, color=colour, alpha=0.18, linewidth=0.8)
         ax.plot(x, running_mean(y, window), color=colour, linewidth=1.8 if key == "loss" else 1.1,
                 label="total" if key == "loss" else key.removeprefix("loss_"))
-        drawn = True
+        drawn += 1
     if not drawn:
         _placeholder(ax, "no loss values logged")
         return

@@ -11,9 +11,10 @@ folds and evaluated on the same fixed test set:
   by image file name, and only the classes every dataset has are evaluated.
 
 ``STUDY/study.json`` records the dataset(s), their annotation checksums, the folds, the
-seed and the shared settings. Running again into the same folder resumes: finished
-folds are not trained again, arms may be added, but a different dataset, fold count,
-seed or shared setting is refused (use another ``--out``).
+seed, the shared settings and the config file's checksum. Running again into the same
+folder resumes: finished folds are not trained again, arms may be added, but a
+different dataset (or changed labels), fold count, seed, shared setting or config file
+content is refused (use another ``--out``).
 """
 
 from __future__ import annotations
@@ -133,7 +134,10 @@ def dataset_arms(datasets: str) -> tuple[Arm, ...]:
 
 def annotations_checksum(dataset: Path) -> str:
     """SHA-256 of ``DATASET/annotations.json`` (identifies the labels a study used)."""
-    path = Path(dataset) / ANNOTATIONS_FILE
+    return _file_checksum(Path(dataset) / ANNOTATIONS_FILE)
+
+
+def _file_checksum(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
@@ -148,6 +152,7 @@ def manifest(spec: StudySpec) -> dict[str, Any]:
         "shared": {
             "mode": spec.mode, "folds": spec.folds, "test_fraction": spec.test_fraction,
             "seed": spec.seed, "config": str(spec.config) if spec.config else None,
+            "config_sha256": _file_checksum(spec.config) if spec.config else None,
             "overrides": list(spec.overrides), "score_threshold": spec.score_threshold,
             "iou_threshold": spec.iou_threshold,
             "datasets": {path: annotations_checksum(Path(path)) for path in datasets},
