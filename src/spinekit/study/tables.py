@@ -22,6 +22,7 @@ import pandas as pd
 from spinekit.evaluation.statistics import (
     compare_groups,
     describe,
+    format_p,
     paired_setting_tests,
     statistics_markdown,
 )
@@ -80,7 +81,32 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def summary_tables(per_image: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def _p_cell(row: pd.Series, holm: bool) -> str:
+    suffix = "_holm" if holm else ""
+    return f"{format_p(row[f'p_t{suffix}'])} / {format_p(row[f'p_wilcoxon{suffix}'])}"
+
+
+def paired_table(folds: pd.DataFrame, paired: pd.DataFrame) -> str:
+    """The ultrasound study's ablation layout: arms x (detection, segmentation) AP50 and AP,
+    mean ± SD over folds in percent, then one row of p-values per pair of arms
+    (paired t-test / Wilcoxon signed-rank across folds; Holm-adjusted with > 2 arms)."""
+    metrics = present(folds, COCO_METRICS)
+    if not metrics:
+        return ""
+    wide = _wide(describe(folds, group=GROUP, metrics=metrics), metrics, set(COCO_METRICS))
+    rows = [list(r) for r in wide.itertuples(index=False)]
+    holm = folds[GROUP].nunique() > 2
+    for (a, b), part in paired.groupby(["setting_a", "setting_b"], sort=False):
+        by_metric = part.set_index("metric")
+        rows.append([f"p, {a} vs {b}" + (" (Holm)" if holm else "")]
+                    + [_p_cell(by_metric.loc[m], holm) if m in by_metric.index else "n/a" for m in metrics])
+    table = _markdown(pd.DataFrame(rows, columns=list(wide.columns)))
+    return (table + "\n\nCells: mean ± SD over the K fold models (percent); p-values: paired t-test / "
+            "Wilcoxon signed-rank across the folds (details and notes in statistics.md).")
+
+
+def summary_tables(per_image: pd.DataFrame, folds: pd.DataFrame, paired: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, str]:
     """The long summary (csv) and the markdown page of a study's tables."""
     image_metrics = present(per_image, PIXEL_METRICS + BINARY_METRICS)
     fold_metrics = present(folds, FOLD_METRICS)
@@ -90,7 +116,6 @@ def summary_tables(per_image: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.Dat
                      ignore_index=True).rename(columns={"group": GROUP})
     percent = set(BINARY_METRICS) | set(COCO_METRICS)
     images = _wide(per_image_desc, image_metrics, percent)
-    coco = _wide(fold_desc, fold_metrics, percent)
     folds_n = folds.groupby(GROUP, sort=False)["fold"].nunique()
     test_n = per_image.groupby(GROUP, sort=False)["image_id"].nunique()
     lines = [
@@ -99,20 +124,14 @@ def summary_tables(per_image: pd.DataFrame, folds: pd.DataFrame) -> tuple[pd.Dat
         _markdown(images), "",
         "Recognition rates are percentages of images (mean over images and folds). HD95 is in mm "
         "where every image has a pixel spacing, else in pixels (see per_image.csv's unit column).", "",
-        "## COCO metrics (test set; mean ± SD over the fold models, percent)", "",
-        _markdown(coco), "",
+        "## COCO metrics of the test set, per fold model (detection = bbox, segmentation = segm)", "",
+        paired_table(folds, paired), "",
+        "## Training cost (CPU or GPU as run; mean ± SD over folds)", "",
+        _markdown(_wide(fold_desc, present(folds, ("train_seconds_per_image",)), set())), "",
         "Folds per arm: " + ", ".join(f"{k} {v}" for k, v in folds_n.items())
         + "; test images: " + ", ".join(f"{k} {v}" for k, v in test_n.items()) + ".", "",
     ]
     return long, "\n".join(lines)
-
-
-def _statistics(per_image: pd.DataFrame, folds: pd.DataFrame) -> str:
-    image_metrics = present(per_image, PIXEL_METRICS + BINARY_METRICS)
-    fold_metrics = present(folds, COCO_METRICS)
-    between = compare_groups(per_image, group=GROUP, metrics=image_metrics, unit="image_id")
-    paired = paired_setting_tests(folds, group=GROUP, pair_by="fold", metrics=fold_metrics)
-    return statistics_markdown(between, paired)
 
 
 def write_outputs(out: Path, per_image: pd.DataFrame, folds: pd.DataFrame, spec: StudySpec,
@@ -121,10 +140,13 @@ def write_outputs(out: Path, per_image: pd.DataFrame, folds: pd.DataFrame, spec:
 
     ``datasets`` maps each arm label to its dataset folder (for the report's overlays).
     """
-    long, markdown = summary_tables(per_image, folds)
+    image_metrics = present(per_image, PIXEL_METRICS + BINARY_METRICS)
+    between = compare_groups(per_image, group=GROUP, metrics=image_metrics, unit="image_id")
+    paired = paired_setting_tests(folds, group=GROUP, pair_by="fold", metrics=present(folds, COCO_METRICS))
+    long, markdown = summary_tables(per_image, folds, paired)
     atomic_write_text(out / "summary.csv", long.to_csv(index=False))
     atomic_write_text(out / "summary.md", markdown)
-    atomic_write_text(out / "statistics.md", _statistics(per_image, folds))
+    atomic_write_text(out / "statistics.md", statistics_markdown(between, paired))
     plots = density_plots(per_image, group=GROUP, metrics=present(per_image, PIXEL_METRICS),
                           out_dir=out / "plots")
     plots += [fold_plot(folds, group=GROUP, metric=m, out=out / "plots" / f"folds_{m}.png")
