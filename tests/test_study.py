@@ -130,3 +130,18 @@ def test_datasets_study_carries_folds_and_scores_shared_classes(labelme_folder: 
     full_preds = json.loads((tmp_path / "study" / "runs" / "full" / "fold0" / "test_predictions.json")
                             .read_text())
     assert {int(p["category_id"]) for p in full_preds} <= {1}
+
+
+def test_ablation_study_has_paired_table(dataset: Path, tmp_path: Path) -> None:
+    spec = StudySpec(arms=ablation_arms(dataset, "flip=on,off"), mode="ablation", folds=2,
+                     test_fraction=0.34, overrides=(*TINY, "model.name=pspnet_r18"))
+    result = run_study(spec, tmp_path / "study")
+    assert set(result.folds["model"]) == {"flip=on", "flip=off"}
+    configs = {arm: (tmp_path / "study" / "runs" / arm / "fold0" / "run" / "config.yaml").read_text()
+               for arm in ("flip=on", "flip=off")}
+    assert "flip_prob: 0.5" in configs["flip=on"] and "flip_prob: 0.0" in configs["flip=off"]
+    summary = (tmp_path / "study" / "summary.md").read_text()
+    assert "| p, flip=on vs flip=off |" in summary and "segmentation AP50" in summary
+    statistics = (tmp_path / "study" / "statistics.md").read_text()
+    # 2-step models: every AP is 0 in both arms, so the paired tests are n/a with the reason
+    assert "paired differences have zero variance" in statistics
