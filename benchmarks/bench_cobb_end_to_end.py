@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_cobb_end_to_end.py --dataset DATASET \\
         --predictions PRED.json [--split test] [--min-score 0.5]
 
-For each image of the split: the predicted masks (COCO results, RLE) scoring at least
-``--min-score`` are ordered and labelled (:func:`order_and_label`, AP view), their
+For each image of the split (the images with predictions when the dataset has no
+``splits.json``): the predicted masks (COCO results, RLE, decoded into their boxes) scoring
+at least ``--min-score`` are ordered and labelled (:func:`order_and_label`, AP view), their
 corners fitted (:func:`corners_from_masks`) and the AASCE Cobb rule applied. Compared
 with the expert angles (``images[].cobb_angles_deg``, the challenge's angles.csv) and,
 as a reference that should be ~0, with the angles from the expert landmark corners
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from faster_coco_eval.core import mask as mask_api
 
 from spinekit.clinical.cobb import cobb_angles, smape
+from spinekit.clinical.masks import crop_from_rle
 from spinekit.clinical.vertebrae import AP_LEVELS, corners_from_masks, order_and_label
 from spinekit.data.records import load_dataset
 from spinekit.data.splits import load_splits, split_image_ids
@@ -34,8 +35,7 @@ def predicted_angles(preds: list[dict[str, Any]], height: int, min_score: float,
                      flags: Counter[str]) -> tuple[np.ndarray, int]:
     """Angles ``(3,)`` of one image from its predictions, and the vertebrae count used."""
     preds = [p for p in preds if float(p["score"]) >= min_score]
-    masks = [np.asarray(mask_api.decode(p["segmentation"])).astype(bool) for p in preds]
-    masks = [m[..., 0] if m.ndim == 3 else m for m in masks]
+    masks = [crop_from_rle(p["segmentation"]) for p in preds]  # decoded into each mask's box
     spine = order_and_label(masks, [float(p["score"]) for p in preds], view="ap",
                             min_score=min_score)
     for flag in spine.flags:
@@ -70,10 +70,13 @@ def main() -> None:
     parser.add_argument("--min-score", type=float, default=0.5)
     args = parser.parse_args()
     records = load_dataset(args.dataset)
-    ids = set(split_image_ids(load_splits(args.dataset), args.split))
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for p in json.loads(args.predictions.read_text(encoding="utf-8")):
         by_image[int(p["image_id"])].append(p)
+    if (args.dataset / "splits.json").is_file():
+        ids = set(split_image_ids(load_splits(args.dataset), args.split))
+    else:  # the run's split file is elsewhere: the images that have predictions
+        ids = set(by_image)
     anns = records.annotations_by_image()
     flags: Counter[str] = Counter()
     pred, ref, truth, counts = [], [], [], []

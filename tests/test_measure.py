@@ -207,3 +207,168 @@ def test_cli_measure(tmp_path: Path) -> None:
     assert out.is_file() and out.read_text().count("\n") == 4
     missing = CliRunner().invoke(app, ["measure", str(tmp_path / "nope"), "--out", str(out)])
     assert missing.exit_code == 2
+
+
+# ---------------------------------------------------------------- bad input, ultrasound
+
+
+def _growing_spine(flip: bool) -> list[np.ndarray]:
+    """17 AP vertebra masks ``(420, 200)`` growing caudally (as real ones do), tilted into a
+    gentle curve; ``flip``: the image upside down."""
+    masks = []
+    for k in range(17):
+        centre = (100.0 + 6 * np.sin(k / 3), 20.0 + 22.5 * k)
+        mask = _rect((420, 200), centre, (26.0 + 1.5 * k, 11.0 + 0.4 * k), 8 * np.sin(k / 4))
+        masks.append(np.flipud(mask) if flip else mask)
+    return masks
+
+
+def _ap_prediction_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """An AP dataset of 5 blank images and predictions: normal, upside down, one vertebra,
+    degenerate masks (a line, a pixel) among good ones with holes, and none."""
+    root = tmp_path / "apds"
+    (root / "images").mkdir(parents=True)
+    images = []
+    for k, name in enumerate(["normal", "flipped", "single", "degenerate", "nothing"], start=1):
+        Image.fromarray(np.zeros((420, 200), np.uint8)).save(root / "images" / f"{name}.png")
+        images.append({**_image(k, f"images/{name}.png")})
+    _write_dataset_into(root, images)
+    good, flipped = _growing_spine(False), _growing_spine(True)
+    holed = [m.copy() for m in good]
+    for m in holed:
+        ys, xs = np.nonzero(m)
+        m[int(ys.mean()), int(xs.mean()) - 3 : int(xs.mean()) + 3] = False  # a hole in each body
+    line, pixel = np.zeros_like(good[0]), np.zeros_like(good[0])
+    line[200, 40:160] = True
+    pixel[300, 100] = True
+    sets = {1: good, 2: flipped, 3: good[5:6], 4: [*holed[:8], line, pixel, *holed[8:]]}
+    dets = [{"image_id": i, "category_id": 1, "score": 0.9, "segmentation": encode_mask(m)}
+            for i, masks in sets.items() for m in masks]
+    path = tmp_path / "ap_pred.json"
+    path.write_text(json.dumps(dets), encoding="utf-8")
+    return root, path
+
+
+def _write_dataset_into(root: Path, images: list[dict[str, Any]]) -> None:
+    coco = {"info": {"image_root": ".", "format": "aasce"}, "images": images, "annotations": [],
+            "categories": [{"id": 1, "name": "vertebra"}]}
+    (root / "annotations.json").write_text(json.dumps(coco), encoding="utf-8")
+
+
+def test_bad_ap_predictions_are_flagged_never_invented(tmp_path: Path) -> None:
+    root, path = _ap_prediction_dataset(tmp_path)
+    rows = {Path(r["image"]).stem: r for r in measure_dataset(root, predictions=path, view="ap")}
+    normal = rows["normal"]
+    assert normal["n_vertebrae"] == 17 and normal["cobb_1_deg"] is not None and normal["flags"] == ""
+    flipped = rows["flipped"]
+    assert "upside down" in flipped["flags"] and flipped["cobb_1_deg"] is None
+    single = rows["single"]
+    assert "at least 2" in single["flags"] and single["cobb_1_deg"] is None
+    degenerate = rows["degenerate"]
+    assert "degenerate masks dropped" in degenerate["flags"] and degenerate["n_vertebrae"] == 17
+    assert abs(degenerate["cobb_1_deg"] - normal["cobb_1_deg"]) < 1.0  # holes change nothing
+    assert "no vertebrae" in rows["nothing"]["flags"] and rows["nothing"]["cobb_1_deg"] is None
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"")
+    blank = measure_dataset(root, predictions=empty, view="ap")
+    assert all(r["flags"].startswith("predictions file is empty") for r in blank)
+    assert all(r["cobb_1_deg"] is None for r in blank)
+    (tmp_path / "none.json").write_text("[]", encoding="utf-8")
+    assert all("no vertebrae" in r["flags"] for r in measure_dataset(root, predictions=tmp_path / "none.json",
+                                                                     view="ap"))
+
+
+def _ultrasound_dataset(tmp_path: Path) -> Path:
+    from spinekit.data.phantom import PATIENT_PATTERN, PhantomConfig, make_ultrasound_facet_phantom
+
+    cfg = PhantomConfig(negative_fraction=0.25)  # the default 960 x 720 frames
+    summary = make_ultrasound_facet_phantom(tmp_path / "ph", n=4, seed=5, config=cfg)
+    out = tmp_path / "us"
+    ingest(summary.folder("local"), out, IngestOptions(format="labelme", patient_pattern=PATIENT_PATTERN))
+    return out
+
+
+def test_ultrasound_targets_from_expert_masks_and_predictions(tmp_path: Path) -> None:
+    from spinekit.clinical.summary import summarize
+    from spinekit.geometry import rasterize
+
+    dataset = _ultrasound_dataset(tmp_path)
+    rows = measure_dataset(dataset)
+    assert {r["view"] for r in rows} == {"ultrasound"}
+    positive = [r for r in rows if r["facet_present"]]
+    assert len(positive) == 3 and all(r["trusted"] and r["unit"] == "mm" for r in positive)
+    assert all(r["target_error_mm"] is not None and r["target_error_mm"] < 5.0 for r in positive)
+    negative = next(r for r in rows if not r["facet_present"])
+    assert "no facet joint" in negative["flags"] and negative["target_x_px"] is None
+    needle = summarize(rows)["needle"]
+    assert needle["targets"] == 3 and needle["within_5mm"] == 1.0 and needle["unit"] == "mm"
+    # predictions: the expert masks re-encoded; facet without ventral complex in one image,
+    # the ventral complex moved above the facets (an upside-down image) in another
+    coco = json.loads((dataset / "annotations.json").read_text())
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    ids = sorted(i for i, anns in by_image.items() if anns)
+    dets = []
+    for ann in coco["annotations"]:
+        image = next(i for i in coco["images"] if i["id"] == ann["image_id"])
+        mask = rasterize(ann["segmentation"], image["height"], image["width"])
+        if ann["category_id"] == 2 and ann["image_id"] == ids[0]:
+            continue  # no ventral complex: not trusted
+        if ann["category_id"] == 2 and ann["image_id"] == ids[1]:
+            mask = np.roll(mask, -int(np.nonzero(mask)[0].min()) + 2, axis=0)  # to the top
+        dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 0.9,
+                     "segmentation": encode_mask(mask)})
+    pred = tmp_path / "us_pred.json"
+    pred.write_text(json.dumps(dets), encoding="utf-8")
+    by_id = {r["image"]: r for r in measure_dataset(dataset, predictions=pred)}
+    names = {i["id"]: i["file_name"] for i in coco["images"]}
+    untrusted, inverted, fine = by_id[names[ids[0]]], by_id[names[ids[1]]], by_id[names[ids[2]]]
+    assert untrusted["facet_present"] and not untrusted["trusted"] and "not trusted" in untrusted["flags"]
+    assert "upside down" in inverted["flags"] and inverted["target_x_px"] is None
+    assert fine["trusted"] and fine["target_error_mm"] is not None and fine["target_error_mm"] < 5.0
+    out = tmp_path / "us.csv"
+    result = CliRunner().invoke(app, ["measure", str(dataset), "--out", str(out), "--predictions",
+                                      str(pred), "--overlay", str(tmp_path / "pics")])
+    assert result.exit_code == 0, result.output
+    assert "needle targets on" in result.output and "4 overlays" in result.output
+    pics = sorted((tmp_path / "pics").glob("*.png"))
+    assert len(pics) == 4 and all(Image.open(p).size[0] == 960 for p in pics)
+
+
+def test_overlay_names_are_safe_and_unique() -> None:
+    from spinekit.reports.measure_overlay import overlay_name
+
+    taken: set[str] = set()
+    assert overlay_name("images/a b.png", taken) == "a_b.png"
+    assert overlay_name("other/a b.jpg", taken) == "a_b-2.png"
+    assert overlay_name("../../etc/passwd", taken) == "passwd.png"
+    assert overlay_name("..\\..\\x.dcm", taken) == "x.png"
+    assert overlay_name("", taken) == "image.png"
+
+
+def test_report_shows_clinical_measurements_only_when_measurable(tmp_path: Path) -> None:
+    from spinekit.geometry import rasterize
+    from spinekit.reports import build_report
+
+    dataset = _ultrasound_dataset(tmp_path)
+    coco = json.loads((dataset / "annotations.json").read_text())
+    ids = [img["id"] for img in coco["images"]]
+    (dataset / "splits.json").write_text(json.dumps({"version": 1, "test": ids, "folds": [[], []]}))
+    sizes = {img["id"]: (img["height"], img["width"]) for img in coco["images"]}
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9, "bbox": a["bbox"],
+             "segmentation": encode_mask(rasterize(a["segmentation"], *sizes[a["image_id"]]))}
+            for a in coco["annotations"]]
+    run = tmp_path / "run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "predictions" / "test.json").write_text(json.dumps(dets))
+    (run / "dataset.json").write_text(json.dumps({"dataset": str(dataset), "split": "test"}))
+    page = build_report(run, max_overlays=0).read_text(encoding="utf-8")
+    section = page[page.index('<section id="clinical">'):]
+    section = section[: section.index("</section>")]
+    assert "within 5 mm" in section and "100 %" in section
+    assert 1 <= section.count("data:image/jpeg") <= 3
+    coco["categories"] = [{"id": 1, "name": "blob"}, {"id": 2, "name": "other"}]
+    (dataset / "annotations.json").write_text(json.dumps(coco))
+    plain = build_report(run, max_overlays=0).read_text(encoding="utf-8")
+    assert 'id="clinical"' not in plain and "Clinical measurements" not in plain

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spinekit.data.ingest import IngestOptions, ingest
 from spinekit.data.phantom import (
     FULL_LABELS,
     LABELS,
@@ -23,7 +24,9 @@ from spinekit.data.phantom import (
     make_ultrasound_facet_phantom,
 )
 from spinekit.data.phantom_anatomy import patient_geometry, sample_patient
+from spinekit.data.phantom_echo import TARGET_LABEL
 from spinekit.data.phantom_render import fan_mask, header_height
+from spinekit.data.records import load_dataset
 from spinekit.errors import InputError
 from spinekit.geometry import polygon_area, rasterize
 
@@ -39,6 +42,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> PhantomSummary:
 
 def _doc(summary: PhantomSummary, variant: str, name: str) -> dict[str, Any]:
     return json.loads((summary.folder(variant) / f"{name}.json").read_text())
+
+
+def _polygons(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The polygon shapes of a LabelMe document (the needle-target points left out)."""
+    return [s for s in doc["shapes"] if s["shape_type"] != "point"]
 
 
 def _pixels(summary: PhantomSummary, name: str) -> np.ndarray:
@@ -88,7 +96,8 @@ def test_labelme_documents_are_valid_polygons(small: PhantomSummary) -> None:
             assert doc["flags"] == {} and doc["imageData"] is None
             assert doc["imagePath"] == f"{name}.png"
             assert (doc["imageWidth"], doc["imageHeight"]) == (SMALL.width, SMALL.height)
-            for shape in doc["shapes"]:
+            assert {s["shape_type"] for s in doc["shapes"]} <= {"polygon", "point"}
+            for shape in _polygons(doc):
                 assert shape["shape_type"] == "polygon" and shape["group_id"] is None
                 assert shape["description"] == "" and shape["flags"] == {}
                 pts = np.asarray(shape["points"], dtype=float)
@@ -104,12 +113,14 @@ def test_label_sets_of_the_two_variants(small: PhantomSummary) -> None:
     assert set(LABELS) == set(FULL_LABELS)
     seen: dict[str, set[str]] = {"local": set(), "full": set()}
     for name in small.frames:
-        local = _doc(small, "local", name)["shapes"]
-        full = _doc(small, "full", name)["shapes"]
+        local = _polygons(_doc(small, "local", name))
+        full = _polygons(_doc(small, "full", name))
         seen["local"] |= {s["label"] for s in local}
         seen["full"] |= {s["label"] for s in full}
-        # local = full restricted to the targets, same polygons
+        # local = full restricted to the targets, same polygons; the same target points
         assert local == [s for s in full if s["label"] in LOCAL_LABELS]
+        points = [s for s in _doc(small, "local", name)["shapes"] if s["shape_type"] == "point"]
+        assert points == [s for s in _doc(small, "full", name)["shapes"] if s["shape_type"] == "point"]
     assert seen["local"] == {"F", "E"}
     assert seen["full"] == {"F", "E", "TP", "SP"}
     assert small.counts["local"] == {k: small.counts["full"][k] for k in LOCAL_LABELS}
@@ -123,7 +134,7 @@ def test_negative_frames(small: PhantomSummary) -> None:
     assert len(negatives) == expected
     for name in small.frames:
         local = _doc(small, "local", name)["shapes"]
-        full_labels = [s["label"] for s in _doc(small, "full", name)["shapes"]]
+        full_labels = [s["label"] for s in _polygons(_doc(small, "full", name))]
         if name in negatives:
             assert local == []
             assert "F" not in full_labels and "E" not in full_labels
@@ -201,7 +212,7 @@ def test_bone_is_bright_with_a_shadow_below(small: PhantomSummary) -> None:
     for name in small.frames:
         img = _pixels(small, name).astype(float)
         fan = _fan_of(small, name)
-        for shape in _doc(small, "full", name)["shapes"]:
+        for shape in _polygons(_doc(small, "full", name)):
             poly = np.asarray(shape["points"])
             height = float(np.ptp(poly[:, 1]))
             rows = slice(int(poly[:, 1].min()), int(poly[:, 1].max()) + 1)
@@ -244,7 +255,7 @@ def test_default_size_frame(tmp_path: Path) -> None:
         assert img.mode == "L" and img.size == (960, 720)
     doc = _doc(summary, "local", summary.frames[0])
     assert (doc["imageWidth"], doc["imageHeight"]) == (960, 720)
-    assert {s["label"] for s in doc["shapes"]} == {"F", "E"}
+    assert {s["label"] for s in _polygons(doc)} == {"F", "E"}
     facets = [np.asarray(s["points"]) for s in doc["shapes"] if s["label"] == "F"]
     assert all(2000 < polygon_area(p) < 20000 for p in facets)  # joint-sized, not a blob or the fan
     assert summary.seconds_per_frame < 5.0
@@ -274,3 +285,48 @@ def test_bad_settings_raise_input_error(tmp_path: Path) -> None:
         make_ultrasound_facet_phantom(foreign, n=1, seed=1, config=PhantomConfig(width=160, height=120))
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert not (foreign / "local").exists()
+
+
+def _edge_distance(ring: np.ndarray, point: np.ndarray) -> float:
+    """Distance from ``point`` ``(2,)`` to the closed polygon ``ring`` ``(N, 2)``."""
+    a, b = ring, np.roll(ring, -1, axis=0)
+    d = b - a
+    t = np.clip(((point - a) * d).sum(axis=1) / np.maximum((d * d).sum(axis=1), 1e-12), 0.0, 1.0)
+    return float(np.min(np.hypot(*(a + t[:, None] * d - point).T)))
+
+
+def test_needle_targets_on_the_dorsal_edge_of_the_facets(small: PhantomSummary) -> None:
+    """Every positive frame has one needle target per visible facet cleft, on the facet
+    polygon's probe-side edge, in both variants; negatives have none; the spacing is in
+    the document and ingest keeps the points as image points, not as a class."""
+    summary = json.loads((small.out / SUMMARY_FILE).read_text())
+    frames = {f["name"]: f for f in summary["frames"]}
+    assert TARGET_LABEL in summary["points"]
+    total = 0
+    for name in small.frames:
+        doc = _doc(small, "local", name)
+        points = [s for s in doc["shapes"] if s["shape_type"] == "point"]
+        assert all(p["label"] == TARGET_LABEL and len(p["points"]) == 1 for p in points)
+        assert [p["points"][0] for p in points] == frames[name]["needle_targets"]
+        assert doc["pixel_spacing_mm"] == [frames[name]["pixel_spacing_mm"]] * 2
+        facets = [np.asarray(s["points"]) for s in _polygons(doc) if s["label"] == "F"]
+        if frames[name]["negative"]:
+            assert points == []
+        assert len(points) <= len(facets)
+        for p in points:
+            point = np.asarray(p["points"][0])
+            # on a facet polygon's edge (coordinates are stored to 0.01 px) ...
+            facet = min(facets, key=lambda f: _edge_distance(f, point))
+            assert _edge_distance(facet, point) < 0.05, (name, point)
+            # ... on its probe-side (upper) half at that x
+            inside = rasterize([facet], SMALL.height, SMALL.width).astype(bool)[:, int(point[0])]
+            rows = np.flatnonzero(inside)
+            assert rows.size and abs(point[1] - rows.min()) <= 1.0, (name, point, rows.min())
+        total += len(points)
+    assert total >= small.n - small.negatives  # at least one target per positive frame
+    dataset = ingest(small.folder("local"), small.out / "ds", IngestOptions(format="labelme"))
+    records = load_dataset(small.out / "ds")
+    assert dataset.images == N_SMALL and {c["name"] for c in records.categories} == {"F", "E"}
+    kept = [p for img in records.images for p in img.get("points", [])]
+    assert len(kept) == total and {p["label"] for p in kept} == {TARGET_LABEL}
+    assert all(img["pixel_spacing_mm"] is not None for img in records.images)

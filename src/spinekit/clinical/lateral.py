@@ -52,7 +52,8 @@ from typing import Literal
 
 import numpy as np
 
-from spinekit.clinical.endplates import Endplates, endplates_from_mask
+from spinekit.clinical.endplates import Endplates, fit_endplates
+from spinekit.clinical.masks import CropMask
 from spinekit.levels import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class LateralMeasurements:
     angle. ``body_heights``: level -> {anterior, middle, posterior}. ``disc_heights``:
     ``"L4-L5"`` -> {anterior, middle, posterior}. ``unit``: of all heights. ``anterior``:
     the side used. ``flags``: human-readable problems, empty when all went well.
+    ``endplates``: level -> the pixel-space :class:`Endplates` measured (anterior end
+    first), for drawing; not part of :meth:`to_row`.
     """
 
     levels: list[str] = field(default_factory=list)
@@ -86,6 +89,7 @@ class LateralMeasurements:
     unit: Literal["mm", "px"] = "px"
     anterior: Literal["left", "right"] = "left"
     flags: list[str] = field(default_factory=list)
+    endplates: dict[str, Endplates] = field(default_factory=dict)
 
     def to_row(self) -> dict[str, float | str | None]:
         """One flat CSV row: fixed columns for L1-S1, ``None`` where not measured."""
@@ -131,15 +135,17 @@ def _heights(top: np.ndarray, bottom: np.ndarray) -> dict[str, float]:
     }
 
 
-def _centroid(item: np.ndarray | Endplates) -> np.ndarray | None:
+def _centroid(item: np.ndarray | CropMask | Endplates) -> np.ndarray | None:
     """``(2,)`` (x, y) centroid of a mask or endplates, None when empty / not 2-D."""
     if isinstance(item, Endplates):
         return item.corners.mean(axis=0)
-    arr = np.asarray(item)
-    if arr.ndim != 2 or not arr.any():
-        return None
-    ys, xs = np.nonzero(arr)
-    return np.array([xs.mean(), ys.mean()])
+    if not isinstance(item, CropMask):
+        arr = np.asarray(item)
+        if arr.ndim != 2:
+            return None
+        item = CropMask.from_full(arr)
+    c = item.centroid()
+    return None if c is None else np.array(c)
 
 
 def _column_directions(cents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:
@@ -155,41 +161,49 @@ def _column_directions(cents: Mapping[str, np.ndarray]) -> dict[str, np.ndarray 
 
 
 def column_endplates(
-    vertebrae: Mapping[str, np.ndarray | Endplates], flags: list[str]
+    vertebrae: Mapping[str, np.ndarray | CropMask | Endplates], flags: list[str],
+    pixel_spacing_mm: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Endplates], set[str]]:
     """Endplates by level as :func:`measure_lateral` sees them, masks oriented with
     image-left = anterior and started perpendicular to the column direction from the
-    neighbouring centroids; also the set of levels that came from masks. Problems are
-    appended to ``flags`` (never raises for bad masks)."""
+    neighbouring centroids (all masks fitted together, in square physical pixels when
+    ``pixel_spacing_mm`` is given); also the set of levels that came from masks. Problems
+    are appended to ``flags`` (never raises for bad masks)."""
     cents: dict[str, np.ndarray] = {}
+    crops: dict[str, CropMask | Endplates] = {}
     for name, item in vertebrae.items():
         if name not in LEVEL_ORDER:
             flags.append(f"unknown level name {name!r} ignored")
             continue
+        if not isinstance(item, Endplates | CropMask):
+            arr = np.asarray(item)
+            if arr.ndim != 2:
+                flags.append(f"mask of {name} degenerate (empty or not 2-D): {name} not measured")
+                continue
+            item = CropMask.from_full(arr)
         c = _centroid(item)
         if c is None or not np.all(np.isfinite(c)):
             flags.append(f"mask of {name} degenerate (empty or not 2-D): {name} not measured")
             continue
         cents[name] = c
+        crops[name] = item
     directions = _column_directions(cents)
     found: dict[str, Endplates] = {}
-    from_masks: set[str] = set()
-    for name in cents:
-        item = vertebrae[name]
-        if isinstance(item, Endplates):
-            if np.all(np.isfinite(item.corners)):
-                found[name] = item
-            else:
-                flags.append(f"endplates of {name} not finite: {name} not measured")
-            continue
-        try:
-            found[name] = endplates_from_mask(
-                np.asarray(item), anterior="left", column_direction=directions[name]
-            )
-            from_masks.add(name)
-        except ValueError as exc:
-            flags.append(f"mask of {name} degenerate ({exc}): {name} not measured")
-    return found, from_masks
+    for name, item in crops.items():
+        if isinstance(item, Endplates) and not np.all(np.isfinite(item.corners)):
+            flags.append(f"endplates of {name} not finite: {name} not measured")
+        elif isinstance(item, Endplates):
+            found[name] = item
+    names = [n for n, item in crops.items() if isinstance(item, CropMask)]
+    masks = [item for item in crops.values() if isinstance(item, CropMask)]
+    fitted = fit_endplates(masks, anterior="left", column_directions=[directions[n] for n in names],
+                           pixel_spacing=pixel_spacing_mm)
+    for name, result in zip(names, fitted, strict=True):
+        if isinstance(result, str):
+            flags.append(f"mask of {name} degenerate ({result}): {name} not measured")
+        else:
+            found[name] = result
+    return found, set(names) & set(found)
 
 
 def _mirror(ep: Endplates) -> Endplates:
@@ -230,7 +244,8 @@ def _choose_anterior(
             flags.append("anterior side not determinable from the column shape: assumed left")
             return "left"
         if side == "right":
-            flags.append("image looks mirrored: anterior side of the column is on the right")
+            flags.append("image looks mirrored: anterior side of the column is on the right "
+                         "(measured so; if the image is upside down instead, levels are reversed)")
             return "right"
         return "left"
     if strong and side != anterior:
@@ -252,7 +267,8 @@ def _measure_levels(
     phys = {lv: _physical(found[lv], scale) for lv in levels}
     for lv in levels:
         result.body_heights[lv] = _heights(*phys[lv])
-    idx = {lv: LEVEL_ORDER.index(lv) for lv in levels}
+    chain = [lv for lv in LEVEL_ORDER if lv != "L6" or lv in levels]  # L5-S1 adjacent without L6
+    idx = {lv: chain.index(lv) for lv in levels}
     for upper, lower in pairwise(levels):
         if idx[lower] != idx[upper] + 1:
             continue
@@ -289,14 +305,15 @@ def _flag_missing(result: LateralMeasurements, requested: set[str]) -> None:
 
 
 def measure_lateral(
-    vertebrae: Mapping[str, np.ndarray | Endplates],
+    vertebrae: Mapping[str, np.ndarray | CropMask | Endplates],
     *,
     pixel_spacing_mm: tuple[float, float] | None,
     anterior: Literal["left", "right", "auto"] = "auto",
 ) -> LateralMeasurements:
     """Lateral lumbar measurements of one image; never raises on bad geometry (flags).
 
-    ``vertebrae``: level name -> mask ``(H, W)`` or :class:`Endplates` (Endplates must
+    ``vertebrae``: level name -> mask ``(H, W)``, :class:`CropMask` or :class:`Endplates`
+    (Endplates must
     already have their anterior/posterior ends right; masks are oriented by
     ``anterior``). ``pixel_spacing_mm``: ``(row, col)`` spacing, or None for px.
     Raises ValueError only for an invalid ``anterior`` or non-positive spacing.
@@ -308,7 +325,7 @@ def measure_lateral(
     ):
         raise ValueError(f"pixel_spacing_mm must be two positive numbers, got {pixel_spacing_mm}")
     result = LateralMeasurements(unit="px" if pixel_spacing_mm is None else "mm")
-    found, masks = column_endplates(vertebrae, result.flags)
+    found, masks = column_endplates(vertebrae, result.flags, pixel_spacing_mm)
     result.anterior = _choose_anterior(found, anterior, result.flags)
     if result.anterior == "right":
         found = {lv: _mirror(ep) if lv in masks else ep for lv, ep in found.items()}
@@ -321,6 +338,7 @@ def measure_lateral(
         )
         return result
     result.levels = levels
+    result.endplates = {lv: found[lv] for lv in levels}
     scale = np.array([1.0, 1.0]) if pixel_spacing_mm is None else np.array(
         [pixel_spacing_mm[1], pixel_spacing_mm[0]], dtype=np.float64
     )

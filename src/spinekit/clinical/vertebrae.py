@@ -41,7 +41,8 @@ from typing import Literal
 
 import numpy as np
 
-from spinekit.clinical.endplates import endplates_from_mask
+from spinekit.clinical.endplates import fit_endplates
+from spinekit.clinical.masks import CropMask, as_crop, crop_iou
 from spinekit.levels import AASCE_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -82,54 +83,44 @@ class LabelledSpine:
 
 
 def _as_instances(
-    instances: Sequence[np.ndarray] | np.ndarray,
-) -> tuple[np.ndarray, list[np.ndarray] | None]:
-    """Centroids ``(N, 2)`` float64 and the masks (bool, or None for centroid input)."""
+    instances: Sequence[np.ndarray | CropMask] | np.ndarray,
+) -> tuple[np.ndarray, list[CropMask] | None]:
+    """Centroids ``(N, 2)`` float64 (NaN for empty masks) and the masks as crops (None for
+    centroid input)."""
     if len(instances) == 0:
         return np.zeros((0, 2)), []
-    first = np.asarray(instances[0])
-    if first.ndim == 1:
+    first = instances[0]
+    if not isinstance(first, CropMask) and np.asarray(first).ndim == 1:
         pts = np.asarray(instances, dtype=np.float64).reshape(-1, 2)
         if not np.all(np.isfinite(pts)):
             raise ValueError("centroids contain NaN or infinite values")
         return pts, None
-    masks = [np.asarray(m) != 0 for m in instances]
-    if any(m.ndim != 2 or m.shape != masks[0].shape for m in masks):
+    masks = [as_crop(m) for m in instances]
+    if any(m.shape != masks[0].shape for m in masks):
         raise ValueError("masks must all be 2-D (H, W) arrays of the same shape")
     cents = np.full((len(masks), 2), np.nan)
     for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        if ys.size:
-            cents[i] = (xs.mean(), ys.mean())
+        c = m.centroid()
+        if c is not None:
+            cents[i] = c
     return cents, masks
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+def mask_iou(a: np.ndarray | CropMask, b: np.ndarray | CropMask) -> float:
+    """IoU of two non-empty masks (``(H, W)`` bool or :class:`CropMask`), computed on their
+    joint bounding box."""
+    return crop_iou(as_crop(a), as_crop(b))
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two non-empty bool masks ``(H, W)``, computed on their joint bounding box."""
-    ra, rb = _bbox(a), _bbox(b)
-    if ra[1] <= rb[0] or rb[1] <= ra[0] or ra[3] <= rb[2] or rb[3] <= ra[2]:
-        return 0.0
-    r0, r1 = min(ra[0], rb[0]), max(ra[1], rb[1])
-    c0, c1 = min(ra[2], rb[2]), max(ra[3], rb[3])
-    ca, cb = a[r0:r1, c0:c1], b[r0:r1, c0:c1]
-    union = int(np.count_nonzero(ca | cb))
-    return float(np.count_nonzero(ca & cb)) / union if union else 0.0
-
-
-def nms_masks(masks: Sequence[np.ndarray], scores: Sequence[float], candidates: Sequence[int],
-              iou: float, keep_first: int | None = None) -> list[int]:
+def nms_masks(masks: Sequence[np.ndarray | CropMask], scores: Sequence[float],
+              candidates: Sequence[int], iou: float, keep_first: int | None = None) -> list[int]:
     """Greedy NMS: indices of ``candidates`` kept, by descending score (``keep_first``,
     e.g. a known sacrum, is taken first and never suppressed)."""
+    crops = [as_crop(m) for m in masks]
     order = sorted(candidates, key=lambda i: (i != keep_first, -scores[i], i))
     kept: list[int] = []
     for i in order:
-        if all(mask_iou(masks[i], masks[j]) <= iou for j in kept):
+        if all(crop_iou(crops[i], crops[j]) <= iou for j in kept):
             kept.append(i)
     return sorted(kept)
 
@@ -243,7 +234,7 @@ def _label(ordered: list[int], cents: np.ndarray, sc: np.ndarray, *, view: str,
 
 
 def order_and_label(
-    instances: Sequence[np.ndarray] | np.ndarray,
+    instances: Sequence[np.ndarray | CropMask] | np.ndarray,
     scores: Sequence[float],
     *,
     view: Literal["ap", "lateral"],
@@ -254,9 +245,10 @@ def order_and_label(
 ) -> LabelledSpine:
     """Order instances along the spine and assign levels (module docstring).
 
-    ``instances``: N bool masks ``(H, W)`` or N centroids ``(x, y)`` (an ``(N, 2)``
-    array). ``scores``: N detection scores (1.0 for expert instances). ``levels``: the
-    expected levels top-down (default :data:`AP_LEVELS` or :data:`LATERAL_LEVELS`).
+    ``instances``: N bool masks ``(H, W)`` or :class:`CropMask` crops (all of one image),
+    or N centroids ``(x, y)`` (an ``(N, 2)`` array). ``scores``: N detection scores (1.0
+    for expert instances). ``levels``: the expected levels top-down (default
+    :data:`AP_LEVELS` or :data:`LATERAL_LEVELS`).
     ``sacrum``: input index of an instance known to be S1 (lateral only; kept whatever
     its score). Raises ValueError for inconsistent inputs.
     """
@@ -283,7 +275,7 @@ def order_and_label(
         if len(kept) < len(cand):
             flags.append(f"{len(cand) - len(kept)} duplicates suppressed")
         cand = kept
-    areas = None if masks is None else np.array([float(m.sum()) for m in masks])
+    areas = None if masks is None else np.array([float(m.area()) for m in masks])
     local = spine_order(cents[cand])
     local = _orient(local, cents[cand], None if areas is None else areas[cand], flags)
     ordered = [cand[int(k)] for k in local]
@@ -292,7 +284,7 @@ def order_and_label(
 
 
 def corners_from_masks(
-    masks_in_order: Sequence[np.ndarray],
+    masks_in_order: Sequence[np.ndarray | CropMask],
     *,
     anterior: Literal["left", "right"] = "left",
     on_error: Literal["raise", "nan"] = "raise",
@@ -303,25 +295,27 @@ def corners_from_masks(
     wants) for ``anterior="left"`` on AP views: :func:`endplates_from_mask` returns
     upper-anterior, upper-posterior, lower-anterior, lower-posterior, i.e. image-left
     upper, image-right upper, image-left lower, image-right lower. Each body's fit starts
-    perpendicular to the column direction from its neighbours' centroids. A mask whose
+    perpendicular to the column direction from its neighbours' centroids; all bodies are
+    fitted together (:func:`~spinekit.clinical.endplates.fit_endplates`). A mask whose
     borders cannot be fitted raises ValueError naming its position, or with
     ``on_error="nan"`` gives a NaN row (drop those before :func:`cobb_angles`).
     """
-    masks = [np.asarray(m) != 0 for m in masks_in_order]
-    cents = []
-    for m in masks:
-        ys, xs = np.nonzero(m)
-        cents.append((xs.mean(), ys.mean()) if ys.size else (np.nan, np.nan))
-    pts = np.asarray(cents, dtype=np.float64).reshape(-1, 2)
-    out = np.full((len(masks), 4, 2), np.nan)
-    for k, m in enumerate(masks):
+    masks = [as_crop(m) for m in masks_in_order]
+    cents = [m.centroid() for m in masks]
+    pts = np.array([c if c is not None else (np.nan, np.nan) for c in cents], dtype=np.float64)
+    pts = pts.reshape(-1, 2)
+    hints: list[np.ndarray | None] = []
+    for k in range(len(masks)):
         lo, hi = max(k - 1, 0), min(k + 1, len(masks) - 1)
         direction = pts[hi] - pts[lo]
-        hint = direction if hi > lo and np.all(np.isfinite(direction)) and direction.any() else None
-        try:
-            out[k] = endplates_from_mask(m, anterior=anterior, column_direction=hint).corners
-        except ValueError as exc:
+        ok = hi > lo and np.all(np.isfinite(direction)) and direction.any()
+        hints.append(direction if ok else None)
+    out = np.full((len(masks), 4, 2), np.nan)
+    for k, fitted in enumerate(fit_endplates(masks, anterior=anterior, column_directions=hints)):
+        if isinstance(fitted, str):
             if on_error == "raise":
-                raise ValueError(f"vertebra at position {k}: {exc}") from exc
-            logger.debug("vertebra at position %d: %s", k, exc)
+                raise ValueError(f"vertebra at position {k}: {fitted}")
+            logger.debug("vertebra at position %d: %s", k, fitted)
+        else:
+            out[k] = fitted.corners
     return out

@@ -12,6 +12,13 @@ Each LabelMe folder holds ``P{patient:03d}_F{frame:03d}.png`` (8-bit grayscale,
 ``width x height``, the same bytes in both folders) and ``.json`` (LabelMe 5.x,
 polygons). The two folders are the two annotation variants of the study's
 labelling comparison (local: the targets only; full: also the surrounding bone).
+Both also hold, for every facet joint whose cleft is visible, the ground-truth
+needle target as a LabelMe ``point`` shape labelled ``needle_target``: the point of
+the facet polygon's probe-side (dorsal) edge on the beam through the joint cleft
+(the gap between the inferior and superior articular processes, where the needle
+enters the joint); see :func:`spinekit.data.phantom_anatomy.facet_curve`. Each
+document also carries ``pixel_spacing_mm`` ``[row, col]`` (isotropic) at its top
+level, which ``spinekit ingest --format labelme`` reads.
 
 Frames are transverse views from a curved-array probe (see
 :mod:`spinekit.data.phantom_views` for the anatomy and
@@ -40,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from spinekit.data.phantom_anatomy import Patient, patient_geometry, sample_patient
-from spinekit.data.phantom_echo import render_scene
+from spinekit.data.phantom_echo import TARGET_LABEL, render_scene
 from spinekit.data.phantom_render import SectorGeometry, burn_overlays
 from spinekit.data.phantom_views import NEGATIVE_VIEW_WEIGHTS, NEGATIVE_VIEWS, build_scene
 from spinekit.errors import InputError
@@ -267,6 +274,8 @@ def _frame_entry(
         "negative": not ({"F", "E"} & set(labels)),
         "pixel_spacing_mm": round(1.0 / info.geom.px_per_mm, 5),
         "labels": {label: labels.count(label) for label in FULL_LABELS if label in labels},
+        "needle_targets": [[round(float(v), 2) for v in pts[0]] for label, pts in shapes
+                           if label == TARGET_LABEL],
     }
 
 
@@ -299,7 +308,8 @@ def make_ultrasound_facet_phantom(
             infos[plan.patient] = _patient_info(seed, plan.patient, config, used)
         info = infos[plan.patient]
         image, shapes = _render_frame(plan, info, seed, config)
-        _write_frame(out, plan.name, image, shapes, config, counts)
+        spacing = round(1.0 / info.geom.px_per_mm, 5)
+        _write_frame(out, plan.name, image, shapes, (config, spacing), counts)
         entries.append(_frame_entry(plan, info, shapes))
         if progress is not None:
             progress(done, n)
@@ -326,18 +336,25 @@ def _write_frame(
     name: str,
     image: np.ndarray,
     shapes: list[tuple[str, np.ndarray]],
-    config: PhantomConfig,
+    setting: tuple[PhantomConfig, float],
     counts: dict[str, dict[str, int]],
 ) -> None:
-    """Write the PNG and the LabelMe JSON of one frame into each variant folder; count labels."""
+    """Write the PNG and the LabelMe JSON of one frame into each variant folder; count labels.
+
+    ``setting``: the config and the frame's pixel spacing (mm). Target points go to both
+    variants, after the polygons."""
+    config, spacing = setting
     png = _png_bytes(image)
+    points = [labelme_shape(label, pts.tolist(), shape_type="point")
+              for label, pts in shapes if label == TARGET_LABEL]
     for variant, labels in VARIANTS.items():
         kept = [(label, pts) for label, pts in shapes if label in labels]
         for label, _ in kept:
             counts[variant][label] += 1
         atomic_write_bytes(out / variant / f"{name}.png", png)
-        shapes_doc = [labelme_shape(label, pts.tolist()) for label, pts in kept]
+        shapes_doc = [labelme_shape(label, pts.tolist()) for label, pts in kept] + points
         doc = labelme_document(f"{name}.png", config.width, config.height, shapes_doc)
+        doc["pixel_spacing_mm"] = [spacing, spacing]
         write_labelme(out / variant / f"{name}.json", doc)
 
 
@@ -353,6 +370,8 @@ def _write_summary(
         "n": summary.n,
         "config": asdict(config),
         "labels": LABELS,
+        "points": {TARGET_LABEL: "needle target: the facet polygon's dorsal edge on the beam "
+                                 "through the joint cleft (LabelMe point, both variants)"},
         "variants": {variant: list(labels) for variant, labels in VARIANTS.items()},
         "patient_pattern": PATIENT_PATTERN,
         "negatives": summary.negatives,

@@ -120,8 +120,13 @@ class Side:
 
 def facet_curve(
     side: Side, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Facet joint: right-side ``u``, envelope ``v``, surface ``v`` with the cleft, echo gain."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Facet joint: right-side ``u``, envelope ``v``, surface ``v`` with the cleft, echo gain,
+    and the right-side ``u`` (mm) of the joint cleft (the needle target's position).
+
+    The envelope (the outline the annotation follows) has two humps, the inferior and the
+    superior articular process, 0.22 of the joint length either side of the cleft, and a
+    step of up to 1.2 mm at the cleft (the two processes at different depths)."""
     length = side.facet_length
     t = np.linspace(-0.5, 0.5, 90)
     bowl = rng.uniform(-1.0, 3.0)
@@ -136,7 +141,8 @@ def facet_curve(
     width = rng.uniform(0.5, 0.9) / length
     shape = np.exp(-(((t - cleft) / width) ** 2))
     u = side.facet_lateral + t * length
-    return u, env, env + rng.uniform(1.0, 2.2) * shape, 1.0 - rng.uniform(0.6, 0.9) * shape
+    surface = env + rng.uniform(1.0, 2.2) * shape
+    return u, env, surface, 1.0 - rng.uniform(0.6, 0.9) * shape, side.facet_lateral + cleft * length
 
 
 def lamina_curve(
@@ -188,9 +194,20 @@ class Builder:
         margins_mm: tuple[float, float] = (0.8, 1.0),
         envelope_v: np.ndarray | None = None,
         gain_along: np.ndarray | None = None,
+        target_u: float | None = None,
     ) -> None:
-        """Add a reflector traced by body-frame points ``(u, v)`` (mm)."""
+        """Add a reflector traced by body-frame points ``(u, v)`` (mm).
+
+        ``target_u``: body ``u`` (mm) of an annotated target point on the reflector (the
+        facet joint's cleft); its beam angle is kept so the annotation can place the point.
+        """
         theta, r = self.place.polar(u, v)
+        target_theta = None
+        if target_u is not None:
+            env = v if envelope_v is None else envelope_v
+            order = np.argsort(u)
+            v_target = float(np.interp(target_u, u[order], env[order]))
+            target_theta = float(self.place.polar(np.array([target_u]), np.array([v_target]))[0][0])
         order = np.argsort(theta, kind="stable")
         envelope = None if envelope_v is None else self.place.polar(u, envelope_v)[1][order]
         self.reflectors.append(
@@ -207,6 +224,7 @@ class Builder:
                 margin_above_px=self.mm(margins_mm[0]),
                 margin_below_px=self.mm(margins_mm[1]),
                 min_width_px=self.mm(2.5),
+                target_theta=target_theta,
             )
         )
 
@@ -242,6 +260,7 @@ class Builder:
         margins_mm: tuple[float, float] = (0.8, 1.0),
         envelope_v: np.ndarray | None = None,
         gain_along: np.ndarray | None = None,
+        target_u: float | None = None,
     ) -> None:
         """A bone surface: bright cortex line with an acoustic shadow."""
         self.surface(
@@ -255,4 +274,5 @@ class Builder:
             margins_mm=margins_mm,
             envelope_v=envelope_v,
             gain_along=gain_along,
+            target_u=target_u,
         )

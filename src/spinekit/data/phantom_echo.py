@@ -44,7 +44,8 @@ class Reflector:
     annotation label or None for unlabelled structures. The annotation polygon
     spans ``margin_above_px`` above the envelope to ``thickness_px +
     margin_below_px`` below it, over the beams where the surface is not in a
-    shadow.
+    shadow. ``target_theta`` (radians, or None): beam angle of an annotated target point
+    (the facet joint's cleft); the point is placed on the polygon's probe-side edge.
     """
 
     name: str
@@ -59,6 +60,11 @@ class Reflector:
     margin_below_px: float = 0.0
     min_width_px: float = 8.0
     gain_along: np.ndarray | None = None
+    target_theta: float | None = None
+
+
+TARGET_LABEL = "needle_target"
+"""Label of the annotated target points :func:`render_scene` returns among its shapes."""
 
 
 @dataclass
@@ -233,6 +239,9 @@ def render_scene(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, li
 
     Polygons (float64 image ``(x, y)``) are given for labelled reflectors, one
     per run of beams on which the reflector is visible (not in a hard shadow).
+    A reflector with a ``target_theta`` inside a visible run adds, right after that
+    run's polygon, a ``(TARGET_LABEL, (1, 2) point)`` entry: the point of the polygon's
+    probe-side edge on the target's beam.
     """
     geom = scene.geom
     grid = _grid(geom)
@@ -280,15 +289,21 @@ def _annotations(
         env = column_surface(ref.theta, env_pts, grid.theta)
         visible = finite & lit & np.isfinite(env)
         for j0, j1 in _runs(visible):
-            poly = _band_polygon(ref, env[j0 : j1 + 1], grid.theta[j0 : j1 + 1], geom)
+            poly, target = _band_polygon(ref, env[j0 : j1 + 1], grid.theta[j0 : j1 + 1], geom)
             width = float(np.ptp(poly[:, 0])) if len(poly) else 0.0
             if width >= ref.min_width_px:
                 out.append((ref.label, poly))
+                if target is not None:
+                    out.append((TARGET_LABEL, target))
     return out
 
 
-def _band_polygon(ref: Reflector, env: np.ndarray, theta: np.ndarray, geom: SectorGeometry) -> np.ndarray:
-    """Closed band around ``env`` over ``theta`` (polar) as an ``(N, 2)`` image polygon."""
+def _band_polygon(
+    ref: Reflector, env: np.ndarray, theta: np.ndarray, geom: SectorGeometry
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Closed band around ``env`` over ``theta`` (polar) as an ``(N, 2)`` image polygon, and
+    the ``(1, 2)`` point of its probe-side edge on ``ref.target_theta`` (None when the
+    target beam is not inside this band)."""
     half = geom.dtheta / 2
     count = int(np.clip(theta.size // 3, 6, 36))
     t = np.linspace(theta[0] - half, theta[-1] + half, count)
@@ -304,4 +319,23 @@ def _band_polygon(ref: Reflector, env: np.ndarray, theta: np.ndarray, geom: Sect
     x, y = geom.to_xy(th, r)
     x = np.clip(x, 0.0, float(geom.width))
     y = np.clip(y, 0.0, float(geom.height))
-    return np.stack([x, y], axis=1)
+    target = _edge_point(ref.target_theta, t, np.clip(top, geom.r_top, geom.r_bot), geom)
+    return np.stack([x, y], axis=1), target
+
+
+def _edge_point(
+    target: float | None, t: np.ndarray, top: np.ndarray, geom: SectorGeometry
+) -> np.ndarray | None:
+    """``(1, 2)`` image point of the polyline ``(t, top)`` (polar) at beam ``target``, the
+    point on the straight polygon edge between the two vertices around it; None outside."""
+    if target is None or not t[0] <= target <= t[-1] or abs(target) > geom.theta_max:
+        return None
+    k = int(np.clip(np.searchsorted(t, target) - 1, 0, len(t) - 2))
+    x, y = geom.to_xy(t[k : k + 2], top[k : k + 2])
+    # the edge between vertices k and k+1 crosses the target beam (a ray from the apex)
+    d = np.array([x[1] - x[0], y[1] - y[0]])
+    ray = np.array([np.sin(target), np.cos(target)])
+    rel = np.array([x[0] - geom.apex_x, y[0] - geom.apex_y])
+    den = d[0] * ray[1] - d[1] * ray[0]
+    s = 0.0 if abs(den) < 1e-12 else float(np.clip((rel[1] * ray[0] - rel[0] * ray[1]) / den, 0.0, 1.0))
+    return np.array([[x[0] + s * d[0], y[0] + s * d[1]]])

@@ -58,7 +58,7 @@ def _interlaminar(b: Builder, sides: list[Side]) -> None:
     mean_depth = float(np.mean([side.facet_depth for side in sides]))
     lamina_top = mean_depth - p.lamina_rise_mm * rng.uniform(0.85, 1.15)
     for side in sides:
-        u, env, surf, gain = facet_curve(side, rng)
+        u, env, surf, gain, cleft_u = facet_curve(side, rng)
         b.bone(
             "facet",
             "F",
@@ -68,6 +68,7 @@ def _interlaminar(b: Builder, sides: list[Side]) -> None:
             (1.2, 2.0),
             envelope_v=env,
             gain_along=gain,
+            target_u=cleft_u * side.sign,
         )
         tip = lamina_top + rng.normal(0.0, 0.6) + 0.3 * (side.facet_depth - mean_depth)
         lu, lv = lamina_curve(window * rng.uniform(0.9, 1.1), tip, float(u[0]), float(surf[0]), rng)

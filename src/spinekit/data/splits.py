@@ -121,7 +121,7 @@ def load_splits(root: str | Path, file: str | Path | None = None) -> dict[str, A
     """Read ``root/splits.json`` (or ``file``); InputError when missing or malformed."""
     path = Path(file) if file is not None else Path(root) / SPLITS_FILE
     if not path.is_file():
-        raise InputError(path, "no splits file: run `spinekit split` first")
+        raise InputError(path, f"no {path.name}: run `spinekit split` first")
     try:
         splits = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

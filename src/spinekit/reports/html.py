@@ -2,7 +2,8 @@
 
 ``RUN/report.html`` holds the run's header, what is missing, metrics tables
 (box and mask AP), per-class AP, image-level numbers, training curves, a grid
-of overlays of the evaluated images (worst first) and the configuration.
+of overlays of the evaluated images (worst first), clinical measurements when the
+dataset is measurable (:mod:`spinekit.reports.clinical_section`) and the configuration.
 Pictures are embedded as base64 ``data:`` URIs, CSS is inline; the page needs
 no network and no JavaScript. Every string from data is HTML-escaped.
 """
@@ -201,17 +202,42 @@ def _overlay_section(files: RunFiles, dataset: Path | None, *, max_overlays: int
     return _gallery(overlays, len(ranked), threshold)
 
 
+def _clinical(files: RunFiles, dataset: Path | None, *, threshold: float, problems: list[str]) -> str:
+    """The "Clinical measurements" section (:mod:`spinekit.reports.clinical_section`), or
+    nothing when the run has no predictions or the dataset nothing measurable."""
+    from spinekit.reports.clinical_section import clinical_section_body, load_for_section
+    from spinekit.reports.run_files import PREDICTIONS_DIR
+
+    path = files.run / PREDICTIONS_DIR / f"{files.split}.json"
+    if files.predictions is None or dataset is None or not path.is_file():
+        return ""
+    records = load_for_section(dataset, problems)
+    if records is None:
+        return ""
+    try:
+        body = clinical_section_body(
+            records, path, split=files.split, fold=int(files.dataset_info.get("fold") or 0),
+            predicted_ids={int(d["image_id"]) for d in files.predictions}, threshold=threshold,
+            problems=problems)
+    except InputError as exc:
+        problems.append(f"clinical measurements skipped: {exc}")
+        return ""
+    return _section("Clinical measurements", body, anchor="clinical") if body else ""
+
+
 def render_report(files: RunFiles, *, dataset: Path | None, max_overlays: int = 24,
                   score_threshold: float = 0.5, progress: Progress | None = None) -> str:
     """The complete HTML page for a loaded run (see :func:`build_report`)."""
     problems = list(files.problems)
     overlays = _overlay_section(files, dataset, max_overlays=max_overlays,
                                 threshold=score_threshold, problems=problems, progress=progress)
+    clinical = _clinical(files, dataset, threshold=score_threshold, problems=problems)
     generated = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     config = (_section("Configuration", config_table(files.config), anchor="config")
               if files.config else "")
     body = "".join([_header(files, dataset, generated), _cards(files), _missing(files),
-                    _metrics(files), _curves(files), overlays, config, _problems(problems)])
+                    _metrics(files), _curves(files), overlays, clinical, config,
+                    _problems(problems)])
     title = escape(f"spinekit report: {files.run.resolve().name}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

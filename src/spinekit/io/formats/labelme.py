@@ -4,7 +4,9 @@ Reading supports ``shape_type`` polygon, rectangle, point, circle, line and
 linestrip (polylines), ``imagePath`` (relative to the JSON's folder, POSIX or
 Windows separators, never outside the source folder) and embedded
 ``imageData`` (base64). Shapes with the same label and ``group_id`` form one
-instance (attribute ``instance``), as LabelMe intends. Writing produces
+instance (attribute ``instance``), as LabelMe intends. An optional top-level
+``pixel_spacing_mm`` ``[row, col]`` (not a LabelMe key; LabelMe keeps unknown keys
+when it saves) gives the image's pixel spacing. Writing produces
 LabelMe 5.x documents that LabelMe opens for correction (pre-annotation).
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
-from spinekit.io.jsonfile import read_json
+from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
 
@@ -126,6 +128,7 @@ def _read_document(json_path: Path, root: Path) -> SourceItem:
         image_bytes=image_bytes,
         width=int(width) if isinstance(width, int | float) else None,
         height=int(height) if isinstance(height, int | float) else None,
+        pixel_spacing_mm=parse_spacing(doc.get("pixel_spacing_mm")),
         extra={"warnings": warnings, "flags": doc.get("flags") or {}},
     )
 
