@@ -62,3 +62,25 @@ def test_train_and_evaluate_errors_are_one_line(labelme_folder: Path, tmp_path: 
         assert result.exit_code == 2, (args, result.output)
         assert len(lines) == 1 and message in lines[0], (args, result.output)
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_compare_errors_are_one_line(labelme_folder: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    ingested = runner.invoke(app, ["ingest", str(labelme_folder), "--format", "labelme", "--out", str(ds),
+                                   "--patient-pattern", r"^(P\d+)_"])
+    assert ingested.exit_code == 0
+    study = str(tmp_path / "study")
+    cases = [
+        (["compare", str(ds), "--models", "maskrcnn_light,nope", "--out", study], "unknown model 'nope'"),
+        (["compare", str(ds), "--out", study], "give exactly one of --models, --ablation or --datasets"),
+        (["compare", str(ds), "--models", "unet_r18", "--folds", "5", "--out", study],
+         "3 patients cannot make 5 folds"),
+        (["compare", str(ds), "--ablation", "flip=maybe,off", "--out", study], "not one of on, off"),
+        (["compare", str(ds), "--models", "unet_r18", "--folds", "2", "--out", study,
+          "--set", "data.val_part=test"], "would select checkpoints on the study's test set"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2, (args, result.output)
+        assert len(lines) == 1 and message in lines[0], (args, result.output)

@@ -63,7 +63,8 @@ def _pick_test(ids: np.ndarray, groups: np.ndarray, negative: np.ndarray,
                config: SplitConfig) -> np.ndarray:
     if config.test_fraction == 0.0:
         return np.zeros(0, dtype=np.int64)
-    n_splits = max(2, round(1.0 / config.test_fraction))
+    # with few patients the test part cannot be smaller than one patient
+    n_splits = min(max(2, round(1.0 / config.test_fraction)), len(set(groups.tolist())))
     parts = _group_split(ids, groups, negative, n_splits, config.seed)
     target = config.test_fraction * len(ids)
     return min(parts, key=lambda part: abs(len(part) - target))

@@ -29,8 +29,8 @@ import pandas as pd
 
 from spinekit.engine.hooks import Hook
 from spinekit.io.atomic import atomic_write_text
-from spinekit.study.folds import prepare_splits, read_per_image, run_fold, shared_classes
-from spinekit.study.spec import Arm, StudySpec, open_study
+from spinekit.study.folds import fold_config, prepare_splits, read_per_image, run_fold, shared_classes
+from spinekit.study.spec import Arm, StudySpec, open_study, write_study
 from spinekit.study.tables import write_outputs
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,12 @@ def run_study(spec: StudySpec, out: str | Path, *, hooks: HookFactory | None = N
     """
     _check_spec(spec)
     folder = Path(out)
-    arms = _arms_of(open_study(folder, spec))
-    splits = prepare_splits(spec, arms, folder)
+    entries = open_study(folder, spec, write=False)
+    arms = _arms_of(entries)
+    splits = prepare_splits(spec, arms, folder)  # raises for too few patients before anything is kept
+    for arm in arms:  # bad settings fail here, before anything is trained
+        fold_config(spec, arm, 0, splits[arm.label])
+    write_study(folder, spec, entries)
     classes = shared_classes(arms) if spec.mode == "datasets" else None
     arms = [arm for arm in arms if _included(arm, spec, folder)]
     total, done = len(arms) * spec.folds, 0

@@ -68,8 +68,7 @@ def _reference_splits(spec: StudySpec, out: Path) -> dict[str, Any]:
         log.info("the dataset's splits.json has %d folds / %d test images; making %d new folds",
                  len(splits["folds"]), len(splits.get("test") or []), spec.folds)
     config = SplitConfig(test_fraction=spec.test_fraction, folds=spec.folds, seed=spec.seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return make_splits(spec.reference, config, out=path)
+    return make_splits(spec.reference, config, out=path)  # creates STUDY/splits/ only on success
 
 
 def _translate(splits: dict[str, Any], source: DatasetRecords, target: DatasetRecords) -> dict[str, Any]:

@@ -20,7 +20,6 @@ content is refused (use another ``--out``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,11 +171,13 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def open_study(out: Path, spec: StudySpec) -> list[dict[str, Any]]:
+def open_study(out: Path, spec: StudySpec, *, write: bool = True) -> list[dict[str, Any]]:
     """Create ``out/study.json``, or check an existing one matches ``spec`` (resume).
 
     Returns the arms of the folder after merging (earlier arms first). Raises
-    :class:`InputError` when the folder belongs to another study.
+    :class:`InputError` when the folder belongs to another study. With
+    ``write=False`` only the checks run (nothing is created); then call
+    :func:`write_study` with the returned arms once the study can start.
     """
     current = manifest(spec)
     path = out / STUDY_FILE
@@ -194,11 +195,14 @@ def open_study(out: Path, spec: StudySpec) -> list[dict[str, Any]]:
         arms = list(old_arms.values()) + [a for a in current["arms"] if a["label"] not in old_arms]
     elif out.exists() and any(out.iterdir()):
         raise InputError(out, "exists and is not a spinekit study folder; use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {**current, "arms": arms}, indent=2)
+    if write:
+        write_study(out, spec, arms)
     return arms
 
 
-def arm_labels(arms: Sequence[Arm]) -> list[str]:
-    """The labels of ``arms`` in order."""
-    return [arm.label for arm in arms]
+def write_study(out: Path, spec: StudySpec, arms: list[dict[str, Any]]) -> None:
+    """Write ``out/study.json`` for ``spec`` with the merged ``arms`` (atomically)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / STUDY_FILE, {**manifest(spec), "arms": arms}, indent=2)
+
+
