@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from spinekit.cli.main import app
 from spinekit.clinical.cobb import cobb_angles
-from spinekit.clinical.measure import COLUMNS, measure_dataset, write_csv
+from spinekit.clinical.measure import COLUMNS, measure_dataset, measure_images, write_csv
 from spinekit.clinical.vertebrae import AP_LEVELS
 from spinekit.data.ingest import IngestOptions, ingest
+from spinekit.data.records import load_dataset
 from spinekit.errors import InputError
 from spinekit.evaluation.results import encode_mask
 
@@ -278,6 +279,30 @@ def test_bad_ap_predictions_are_flagged_never_invented(tmp_path: Path) -> None:
                                                                      view="ap"))
 
 
+def test_workers_give_the_same_rows_in_order(tmp_path: Path) -> None:
+    root, path = _ap_prediction_dataset(tmp_path)
+    serial = measure_dataset(root, predictions=path, view="ap")
+    seen: list[tuple[int, int]] = []
+    parallel = measure_dataset(root, predictions=path, view="ap", workers=2,
+                               progress=lambda done, total: seen.append((done, total)))
+    assert [r["image"] for r in parallel] == [r["image"] for r in serial]
+    text = write_csv(serial, tmp_path / "s.csv").read_text()
+    assert write_csv(parallel, tmp_path / "p.csv").read_text() == text
+    assert serial[0]["cobb_1_deg"] is not None and "upside down" in serial[1]["flags"]
+    assert seen == [(k, 5) for k in range(1, 6)]
+    with pytest.raises(ValueError, match="workers"):
+        measure_dataset(root, workers=0)
+    records = load_dataset(root)  # a chunk that cannot reach a worker is measured here instead
+    records.images[1]["unpicklable"] = lambda: None
+    rescued = [m.row for m in measure_images(records, predictions=path, view="ap", workers=2)]
+    assert rescued == serial
+    out = tmp_path / "cli.csv"
+    result = CliRunner().invoke(app, ["measure", str(root), "--predictions", str(path), "--view", "ap",
+                                      "--workers", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == text
+
+
 def _ultrasound_dataset(tmp_path: Path) -> Path:
     from spinekit.data.phantom import PATIENT_PATTERN, PhantomConfig, make_ultrasound_facet_phantom
 
@@ -372,3 +397,23 @@ def test_report_shows_clinical_measurements_only_when_measurable(tmp_path: Path)
     (dataset / "annotations.json").write_text(json.dumps(coco))
     plain = build_report(run, max_overlays=0).read_text(encoding="utf-8")
     assert 'id="clinical"' not in plain and "Clinical measurements" not in plain
+
+
+def test_rle_crops_know_when_they_are_one_component() -> None:
+    from spinekit.clinical.endplates import endplates_from_mask
+    from spinekit.clinical.masks import crop_from_rle
+
+    body = _rect((120, 100), (50.0, 60.0), (40.0, 20.0), 7.0)
+    whole = crop_from_rle(encode_mask(body))
+    assert whole.connected is True and np.array_equal(whole.full(), body)
+    specked = body.copy()
+    specked[5, 5] = True  # a separate speck: unknown, so the fit labels components
+    crop = crop_from_rle(encode_mask(specked))
+    assert crop.connected is None and np.array_equal(crop.full(), specked)
+    np.testing.assert_array_equal(endplates_from_mask(crop).corners, endplates_from_mask(whole).corners)
+    diagonal = np.zeros((10, 10), dtype=bool)
+    diagonal[2, 2] = diagonal[3, 3] = True  # 8-connected through a corner
+    assert crop_from_rle(encode_mask(diagonal)).connected is True
+    apart = np.zeros((10, 10), dtype=bool)
+    apart[2, 2] = apart[4, 3] = True  # neighbouring columns, rows two apart
+    assert crop_from_rle(encode_mask(apart)).connected is None

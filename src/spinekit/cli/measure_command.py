@@ -44,6 +44,8 @@ def measure(
     score_threshold: Annotated[float, typer.Option(help="Minimum score of predicted masks.")] = 0.5,
     overlay: Annotated[Path | None, typer.Option(
         help="Folder for one PNG per image showing what was measured.")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes measuring images in parallel (same rows for any number).")] = 1,
 ) -> None:
     """One CSV row per image: view, levels found, flags and every measurement."""
     from spinekit.clinical.measure import VIEWS, measure_images, write_csv
@@ -57,7 +59,7 @@ def measure(
         with progress_bar("measure") as progress:
             for item in measure_images(dataset, predictions=predictions, view=view,  # type: ignore[arg-type]
                                        split=split, score_threshold=score_threshold,
-                                       progress=progress):
+                                       progress=progress, workers=workers):
                 rows.append(item.row)
                 if drawer is not None:
                     drawer.draw(item)

@@ -44,8 +44,9 @@ def row_median(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     ordered = np.sort(values, axis=1)
     rows = np.arange(values.shape[0])
     k = np.asarray(counts, dtype=np.int64)
-    lo = np.clip((k - 1) // 2, 0, values.shape[1] - 1)
-    hi = np.clip(k // 2, 0, values.shape[1] - 1)
+    last = values.shape[1] - 1
+    lo = np.minimum(np.maximum((k - 1) // 2, 0), last)  # np.clip costs more on small arrays
+    hi = np.minimum(np.maximum(k // 2, 0), last)
     out = 0.5 * (ordered[rows, lo] + ordered[rows, hi])
     return np.where(k > 0, out, np.nan)
 
@@ -72,6 +73,20 @@ def border_samples(along: np.ndarray, across: np.ndarray, starts: np.ndarray, lo
     pixels; central part only, see :data:`END_MARGIN`) the min (``lowest``) or max of
     ``across``, moved outwards by half a pixel (``half`` ``(B,)``: per body, default 0.5).
     Returns padded ``X`` (bin centres), ``Y`` (border positions) and ``counts``."""
+    low, high = border_pair(along, across, starts, half, width, which=(lowest, not lowest))
+    return low if lowest else high
+
+
+Padded = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""``X``, ``Y`` ``(L, n)`` NaN-padded rows and ``counts`` ``(L,)`` (module docstring)."""
+
+
+def border_pair(along: np.ndarray, across: np.ndarray, starts: np.ndarray,
+                half: np.ndarray | None = None, width: float = 1.0,
+                which: tuple[bool, bool] = (True, True)) -> tuple[Padded, Padded]:
+    """The two opposite borders along ``along`` of every body, sharing the binning: the
+    lowest and the highest ``across`` per bin (see :func:`border_samples`). ``which``
+    says which of the two to compute (the other is returned empty)."""
     bodies = starts.size - 1
     body = np.repeat(np.arange(bodies), np.diff(starts))
     bins = np.round(along / width).astype(np.int64)
@@ -84,17 +99,24 @@ def border_samples(along: np.ndarray, across: np.ndarray, starts: np.ndarray, lo
     total = int((span + 1).sum())
     slot_body = np.repeat(np.arange(bodies), span + 1)
     shift = 0.5 if half is None else half[slot_body]
-    if lowest:
-        out = np.full(total, np.inf)
-        np.minimum.at(out, slot, across[keep])
-        out -= shift
-    else:
-        out = np.full(total, -np.inf)
-        np.maximum.at(out, slot, across[keep])
-        out += shift
     xs = (lo[slot_body] + np.arange(total) - offset[slot_body]).astype(np.float64) * width
-    good = np.isfinite(out)
-    return padded(xs[good], out[good], slot_body[good], bodies)
+    kept = across[keep]
+    out: list[Padded] = []
+    for lowest, wanted in zip((True, False), which, strict=True):
+        if not wanted:
+            out.append((np.zeros((bodies, 0)), np.zeros((bodies, 0)), np.zeros(bodies, dtype=np.int64)))
+            continue
+        if lowest:
+            ext = np.full(total, np.inf)
+            np.minimum.at(ext, slot, kept)
+            ext -= shift
+        else:
+            ext = np.full(total, -np.inf)
+            np.maximum.at(ext, slot, kept)
+            ext += shift
+        good = np.isfinite(ext)
+        out.append(padded(xs[good], ext[good], slot_body[good], bodies))
+    return out[0], out[1]
 
 
 def _theil_sen(big_x: np.ndarray, big_y: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +132,8 @@ def _theil_sen(big_x: np.ndarray, big_y: np.ndarray, counts: np.ndarray) -> tupl
     xs = np.where(valid, np.take_along_axis(big_x, idx, axis=1), np.nan)
     ys = np.where(valid, np.take_along_axis(big_y, idx, axis=1), np.nan)
     first, second = np.triu_indices(j.size, 1)
-    slopes = (ys[:, second] - ys[:, first]) / (xs[:, second] - xs[:, first])
+    ys_t, xs_t = ys.T.copy(), xs.T.copy()  # gathering whole rows is ~7x faster than columns
+    slopes = ((ys_t[second] - ys_t[first]) / (xs_t[second] - xs_t[first])).T
     m = np.minimum(counts, k)
     slope = row_median(slopes, m * (m - 1) // 2)
     intercept = row_median(big_y, counts) - slope * row_median(big_x, counts)

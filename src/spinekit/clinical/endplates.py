@@ -167,9 +167,10 @@ def _fit_frames(uv: np.ndarray, starts: np.ndarray, halves: tuple[np.ndarray, np
     bodies = starts.size - 1
     errors: list[str | None] = [None] * bodies
     samples = []
-    for name, binned, extreme, lowest in _BORDERS:
-        big_x, big_y, counts = border_fit.border_samples(uv[:, binned], uv[:, extreme], starts, lowest,
-                                                         halves[extreme], bin_width)
+    pairs = [border_fit.border_pair(uv[:, binned], uv[:, 1 - binned], starts, halves[1 - binned], bin_width)
+             for binned in (0, 1)]
+    for name, binned, _, lowest in _BORDERS:
+        big_x, big_y, counts = pairs[binned][0 if lowest else 1]
         for short in np.flatnonzero(counts < border_fit.MIN_BORDER_POINTS).tolist():
             errors[short] = errors[short] or (
                 f"degenerate mask: only {counts[short]} points on the {name} border")
@@ -206,9 +207,10 @@ class _Body:
 
 def _rim(part: np.ndarray) -> np.ndarray:
     """Pixels of ``part`` ``(h, w)`` bool with at least one of the 8 neighbours outside."""
-    padded = np.pad(part, 1)
-    inner = part.copy()
     h, w = part.shape
+    padded = np.zeros((h + 2, w + 2), dtype=bool)  # np.pad costs more on small crops
+    padded[1:-1, 1:-1] = part
+    inner = part.copy()
     for dy in range(3):
         for dx in range(3):
             if dy != 1 or dx != 1:
@@ -223,7 +225,7 @@ def _body(mask: np.ndarray | CropMask, stretch: np.ndarray) -> _Body | str:
     crop = as_crop(mask)
     if crop.empty:
         return "degenerate mask: empty"
-    part = _largest_component(crop.crop)
+    part = crop.crop if crop.connected else _largest_component(crop.crop)
     cols = part.sum(axis=0, dtype=np.int64).astype(np.float64)
     rows = part.sum(axis=1, dtype=np.int64).astype(np.float64)
     n = float(cols.sum())
@@ -271,7 +273,9 @@ def _refine(bodies: list[_Body], axes: np.ndarray, errors: list[str | None],
         axis = axes[alive]
         normal = np.stack([-axis[:, 1], axis[:, 0]], axis=1)  # +v roughly down
         rel = np.concatenate([points[k] for k in alive]) - centres[alive][body]
-        uv = np.stack([(rel * axis[body]).sum(axis=1), (rel * normal[body]).sum(axis=1)], axis=1)
+        rx, ry = rel[:, 0], rel[:, 1]  # dot products written out: a sum over axis 1 is slow
+        uv = np.stack([rx * axis[body, 0] + ry * axis[body, 1],
+                       rx * normal[body, 0] + ry * normal[body, 1]], axis=1)
         halves = (_half_extent(axis, stretch), _half_extent(normal, stretch))
         corners_uv, fit_quality, fit_errors = _fit_frames(uv, starts, halves, float(stretch.max()))
         xy = (centres[alive][:, None, :] + corners_uv[..., :1] * axis[:, None, :]
@@ -281,17 +285,33 @@ def _refine(bodies: list[_Body], axes: np.ndarray, errors: list[str | None],
             mean_dir = (upper / np.linalg.norm(upper, axis=1, keepdims=True)
                         + lower / np.linalg.norm(lower, axis=1, keepdims=True))
             norm = np.linalg.norm(mean_dir, axis=1)
-        for i, k in enumerate(alive):
-            if fit_errors[i] is None and not (np.isfinite(norm[i]) and norm[i] >= 1e-9):
-                fit_errors[i] = "degenerate mask: endplate directions cannot be estimated"
-            if fit_errors[i] is not None:
-                errors[k] = fit_errors[i]
-                continue
-            new_axis = mean_dir[i] / norm[i]
-            turn = float(axes[k][0] * new_axis[1] - axes[k][1] * new_axis[0])
-            settled[k] = abs(turn) < AXIS_SETTLED
-            corners_xy[k], quality[k], axes[k] = xy[i], fit_quality[i], new_axis
+        _update(alive, (xy, fit_quality, mean_dir, norm), fit_errors,
+                (corners_xy, quality, axes, settled, errors))
     return corners_xy, quality
+
+
+def _update(alive: list[int], fit: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+            fit_errors: list[str | None],
+            state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str | None]]) -> None:
+    """Store one round's fits (corners ``(A, 4, 2)``, quality ``(A,)``, unnormalised mean
+    endplate direction ``(A, 2)`` and its norm ``(A,)``) of the ``alive`` bodies into the
+    state (corners, quality, axes, settled, errors of all bodies), vectorised over bodies."""
+    xy, fit_quality, mean_dir, norm = fit
+    corners_xy, quality, axes, settled, errors = state
+    with np.errstate(invalid="ignore"):
+        steady = np.isfinite(norm) & (norm >= 1e-9)
+    for i, k in enumerate(alive):
+        if fit_errors[i] is None and not steady[i]:
+            fit_errors[i] = "degenerate mask: endplate directions cannot be estimated"
+        errors[k] = fit_errors[i] if fit_errors[i] is not None else errors[k]
+    ok = np.array([e is None for e in fit_errors], dtype=bool)
+    if not ok.any():
+        return
+    rows = np.asarray(alive, dtype=np.int64)[ok]
+    new_axes = mean_dir[ok] / norm[ok][:, None]
+    turn = axes[rows, 0] * new_axes[:, 1] - axes[rows, 1] * new_axes[:, 0]
+    settled[rows] = np.abs(turn) < AXIS_SETTLED
+    corners_xy[rows], quality[rows], axes[rows] = xy[ok], fit_quality[ok], new_axes
 
 
 def fit_endplates(

@@ -27,13 +27,17 @@ from spinekit.geometry import rasterize
 @dataclass(frozen=True)
 class CropMask:
     """One instance mask: ``crop`` ``(h, w)`` bool, its top-left pixel ``(top, left)`` in the
-    image and the image size ``(height, width)``. An empty mask has a ``(0, 0)`` crop."""
+    image and the image size ``(height, width)``. An empty mask has a ``(0, 0)`` crop.
+    ``connected``: True when the mask is known to be one 8-connected component (set by
+    :func:`crop_from_rle` when every column holds one run touching the next column's; it
+    lets :mod:`~spinekit.clinical.endplates` skip component labelling), None when unknown."""
 
     crop: np.ndarray
     top: int
     left: int
     height: int
     width: int
+    connected: bool | None = None
 
     @classmethod
     def from_full(cls, mask: np.ndarray) -> CropMask:
@@ -130,8 +134,7 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
     group = np.repeat(np.arange(ends.size), np.diff(np.concatenate([[-1], ends])))
     starts = np.concatenate([[0], ends[:-1] + 1])
     shift = 5 * (np.arange(raw.size) - starts[group])
-    values = np.zeros(ends.size, dtype=np.int64)
-    np.add.at(values, group, (raw & 0x1F) << shift)
+    values = np.add.reduceat((raw & 0x1F) << shift, starts)  # disjoint bits: sum == or
     negative = (raw[ends] & 0x10) != 0
     values[negative] -= np.int64(1) << (5 * (ends[negative] - starts[negative] + 1))
     out = values.copy()
@@ -154,25 +157,37 @@ def crop_from_rle(rle: Mapping[str, Any]) -> CropMask:
     if np.any(counts < 0) or int(counts.sum()) != height * width:
         raise ValueError(f"RLE runs sum to {int(counts.sum())}, not {height}x{width}")
     ends = np.cumsum(counts)
-    starts = ends - counts
-    fg = (np.arange(counts.size) % 2 == 1) & (counts > 0)
-    s, e = starts[fg], ends[fg]
+    fg = counts[1::2] > 0  # odd runs are foreground
+    e = ends[1::2][fg]
+    s = e - counts[1::2][fg]
     if s.size == 0:
         return CropMask(np.zeros((0, 0), dtype=bool), 0, 0, height, width)
-    # split runs that wrap over column ends into per-column segments
+    seg_col, seg_r0, seg_r1 = _segments(s, e, height)
+    top, bottom = int(seg_r0.min()), int(seg_r1.max())
+    left, right = int(seg_col[0]), int(seg_col[-1]) + 1  # segments are in column order
+    cols = right - left
+    size = (bottom - top + 1) * cols
+    diff = (np.bincount((seg_r0 - top) * cols + seg_col - left, minlength=size)
+            - np.bincount((seg_r1 - top) * cols + seg_col - left, minlength=size))
+    crop = np.cumsum(diff.reshape(bottom - top + 1, cols), axis=0)[:-1] > 0
+    # one run per column, each 8-adjacent to the next column's: a single component
+    connected = seg_col.size == cols and bool(np.all(seg_r0[1:] <= seg_r1[:-1])
+                                              and np.all(seg_r0[:-1] <= seg_r1[1:]))
+    return CropMask(crop, top, left, height, width, connected=connected or None)
+
+
+def _segments(s: np.ndarray, e: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Foreground runs ``[s, e)`` ``(K,)`` int64 of a column-major mask with ``height`` rows
+    split at column ends: per segment its column and half-open row range, in mask order."""
     col0, col1 = s // height, (e - 1) // height
+    if np.array_equal(col0, col1):  # no run wraps into the next column (the usual case)
+        return col0, s - col0 * height, e - col0 * height
     n_cols = col1 - col0 + 1
     seg_run = np.repeat(np.arange(s.size), n_cols)
     seg_col = col0[seg_run] + (np.arange(seg_run.size) - np.repeat(np.cumsum(n_cols) - n_cols, n_cols))
     seg_r0 = np.where(seg_col == col0[seg_run], s[seg_run] - seg_col * height, 0)
     seg_r1 = np.where(seg_col == col1[seg_run], e[seg_run] - seg_col * height, height)
-    top, bottom = int(seg_r0.min()), int(seg_r1.max())
-    left, right = int(seg_col.min()), int(seg_col.max()) + 1
-    diff = np.zeros((bottom - top + 1, right - left), dtype=np.int32)
-    np.add.at(diff, (seg_r0 - top, seg_col - left), 1)
-    np.add.at(diff, (seg_r1 - top, seg_col - left), -1)
-    crop = np.cumsum(diff, axis=0)[:-1] > 0
-    return CropMask(crop, top, left, height, width)
+    return seg_col, seg_r0, seg_r1
 
 
 def crop_from_polygons(polygons: Sequence[np.ndarray | Sequence[float]], height: int,
