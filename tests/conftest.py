@@ -50,3 +50,15 @@ def labelme_folder(tmp_path: Path) -> Path:
             ]
             (src / f"{name}.json").write_text(json.dumps(labelme_doc(f"{name}.png", 64, 48, shapes)))
     return src
+
+
+@pytest.fixture
+def dataset(labelme_folder: Path, tmp_path: Path) -> Path:
+    """:func:`labelme_folder` ingested (3 patients) and split: 1 test patient, 2 folds."""
+    from spinekit.data.ingest import IngestOptions, ingest
+    from spinekit.data.splits import SplitConfig, make_splits
+
+    out = tmp_path / "ds"
+    ingest(labelme_folder, out, IngestOptions(format="labelme", patient_pattern=r"^(P\d+)_"))
+    make_splits(out, SplitConfig(test_fraction=0.34, folds=2, seed=0))
+    return out

@@ -9,8 +9,6 @@ import pytest
 import torch
 import yaml
 
-from spinekit.data.ingest import IngestOptions, ingest
-from spinekit.data.splits import SplitConfig, make_splits
 from spinekit.engine.checkpoint import load_checkpoint
 from spinekit.engine.config import load_config
 from spinekit.engine.evaluate import evaluate_predictions, evaluate_run
@@ -19,14 +17,6 @@ from spinekit.errors import InputError
 
 TINY = ["data.size=[64,64]", "data.workers=0", "train.batch_size=2", "train.epochs=2",
         "optim.lr=0.001", "optim.warmup_steps=1", "train.threads=1"]
-
-
-@pytest.fixture
-def dataset(labelme_folder: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "ds"
-    ingest(labelme_folder, out, IngestOptions(format="labelme", patient_pattern=r"^(P\d+)_"))
-    make_splits(out, SplitConfig(test_fraction=0.34, folds=2, seed=0))
-    return out
 
 
 def test_fit_writes_run_folder_and_metrics(dataset: Path, tmp_path: Path) -> None:

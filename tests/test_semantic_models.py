@@ -232,14 +232,6 @@ def test_freezing_semantic_encoder() -> None:
     assert all(p.requires_grad for p in model.get_submodule("model.decoder").parameters())
 
 
-@pytest.fixture
-def dataset(labelme_folder: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "ds"
-    ingest(labelme_folder, out, IngestOptions(format="labelme", patient_pattern=r"^(P\d+)_"))
-    make_splits(out, SplitConfig(test_fraction=0.34, folds=2, seed=0))
-    return out
-
-
 def test_fit_unet_then_evaluate_run(dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = load_config(None, [*TINY, "train.epochs=2", "model.name=unet_r18", "model.min_area=8",

@@ -26,6 +26,7 @@ TINY = ("data.size=[64,64]", "data.workers=0", "train.batch_size=2", "train.epoc
 
 @pytest.fixture
 def dataset(labelme_folder: Path, tmp_path: Path) -> Path:
+    """Unlike conftest's ``dataset``: not split, so the study makes its own folds."""
     out = tmp_path / "ds"
     ingest(labelme_folder, out, IngestOptions(format="labelme", patient_pattern=r"^(P\d+)_"))
     return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from spinekit.clinical.masks import CropMask
 from spinekit.clinical.views import Geometry
 from spinekit.geometry import mask_to_polygons
-from spinekit.reports.overlay import OKABE_ITO, save_overlay, to_rgb8
+from spinekit.reports.overlay import OKABE_ITO, load_font, save_overlay, to_rgb8
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Colour = tuple[int, int, int]
@@ -44,14 +43,6 @@ EXPERT: Colour = OKABE_ITO[2]  # bluish green
 CURVES: tuple[Colour, ...] = (OKABE_ITO[0], OKABE_ITO[1], OKABE_ITO[2])
 STRIP_BG: Colour = (28, 28, 30)
 STRIP_FG: Colour = (235, 235, 235)
-
-
-@lru_cache(maxsize=8)
-def _font(size: int) -> Font:
-    try:
-        return ImageFont.load_default(size=size)
-    except (OSError, TypeError):  # Pillow built without FreeType
-        return ImageFont.load_default()
 
 
 class _Canvas:
@@ -67,7 +58,7 @@ class _Canvas:
         self.pic = pic if size == pic.size else pic.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
         self.draw = ImageDraw.Draw(self.pic)
         self.line = max(1, round(max(size) / 400))
-        self.font = _font(int(np.clip(round(max(size) / 45), 11, 18)))
+        self.font = load_font(int(np.clip(round(max(size) / 45), 11, 18)))
 
     def xy(self, points: np.ndarray) -> list[tuple[float, float]]:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) * self.scale

@@ -69,7 +69,8 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _font(size: int) -> Font:
+def load_font(size: int) -> Font:
+    """PIL's default font at ``size`` px (the bitmap font when Pillow has no FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except (OSError, TypeError):  # Pillow built without FreeType
@@ -254,7 +255,7 @@ def draw_overlay(
     pic = Image.fromarray(blended)
     draw = ImageDraw.Draw(pic)
     line = max(1, round(max(out_w, out_h) / 256))
-    font = _font(int(np.clip(round(np.sqrt(out_w * out_h) / 40), 10, 16)))
+    font = load_font(int(np.clip(round(np.sqrt(out_w * out_h) / 40), 10, 16)))
     for ann in expert:
         colour = class_colour(int(ann["category_id"]))
         for ring in _expert_rings(ann, scale, out_w, out_h):
