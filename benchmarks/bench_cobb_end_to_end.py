@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from spinekit.clinical.cobb import cobb_angles, smape
-from spinekit.clinical.masks import crop_from_rle
 from spinekit.clinical.vertebrae import AP_LEVELS, corners_from_masks, order_and_label
 from spinekit.data.records import load_dataset
 from spinekit.data.splits import load_splits, split_image_ids
+from spinekit.masks import crop_from_rle
 
 
 def predicted_angles(preds: list[dict[str, Any]], height: int, min_score: float,

@@ -401,7 +401,7 @@ def test_report_shows_clinical_measurements_only_when_measurable(tmp_path: Path)
 
 def test_rle_crops_know_when_they_are_one_component() -> None:
     from spinekit.clinical.endplates import endplates_from_mask
-    from spinekit.clinical.masks import crop_from_rle
+    from spinekit.masks import crop_from_rle
 
     body = _rect((120, 100), (50.0, 60.0), (40.0, 20.0), 7.0)
     whole = crop_from_rle(encode_mask(body))

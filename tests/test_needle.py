@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from faster_coco_eval.core import mask as mask_api
 
-from spinekit.clinical.masks import CropMask, crop_from_polygons, crop_from_rle, crop_iou, rle_counts
 from spinekit.clinical.needle import measure_ultrasound, needle_target, target_error
 from spinekit.data.phantom import PhantomConfig, make_ultrasound_facet_phantom
 from spinekit.evaluation.results import encode_mask
 from spinekit.geometry import rasterize
+from spinekit.masks import CropMask, crop_from_polygons, crop_from_rle, crop_iou, rle_counts
 
 
 def band(top: object, x0: float = 20.0, x1: float = 140.0, thick: float = 15.0,

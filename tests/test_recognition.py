@@ -12,7 +12,7 @@ import pytest
 from faster_coco_eval.core import mask as mask_api
 
 from spinekit.data.records import DatasetRecords, load_dataset
-from spinekit.evaluation.masks import frame_matrix, frame_of, polygon_window, rle_counts, rle_window
+from spinekit.evaluation.masks import frame_matrix, frame_of
 from spinekit.evaluation.per_image import aggregate, per_image_metrics
 from spinekit.evaluation.recognition import (
     _match,
@@ -25,6 +25,7 @@ from spinekit.evaluation.recognition import (
 )
 from spinekit.evaluation.results import encode_mask
 from spinekit.geometry import rasterize
+from spinekit.masks import crop_from_polygons, crop_from_rle, rle_counts
 
 SHAPE = (20, 30)
 
@@ -143,31 +144,31 @@ def test_mask_windows_equal_full_masks() -> None:
     windows = []
     for mask in cases:
         rle = encode_mask(mask)
-        window = rle_window(rle)
-        counts = rle_counts(rle)  # run lengths: re-encoded by COCO's code they give the same string
+        window = crop_from_rle(rle)
+        counts = rle_counts(rle["counts"])  # run lengths: re-encoded by COCO's code they give the same string
         assert counts.sum() == height * width
         back = mask_api.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
         text = back["counts"].decode() if isinstance(back["counts"], bytes) else back["counts"]
         assert text == rle["counts"]
         full = np.zeros_like(mask)
-        full[window.top:window.bottom, window.left:window.right] = window.mask
+        full[window.top:window.bottom, window.left:window.right] = window.crop
         np.testing.assert_array_equal(full, mask)
         assert window.empty == (not mask.any())
         if mask.any():  # the window is the bounding box
-            assert window.mask[0].any() and window.mask[-1].any()
-            assert window.mask[:, 0].any() and window.mask[:, -1].any()
+            assert window.crop[0].any() and window.crop[-1].any()
+            assert window.crop[:, 0].any() and window.crop[:, -1].any()
         windows.append(window)
     frame = frame_of(windows)
     assert frame == (0, 0, height, width)
     np.testing.assert_array_equal(frame_matrix(windows, frame).toarray(),
                                   mask_matrix(np.stack(cases)).toarray())
     big = {"size": [300, 200], "counts": encode_mask(np.pad(cases[7], ((150, 127), (90, 79))))["counts"]}
-    assert rle_window(big).mask.sum() == cases[7].sum() and rle_window(big).top >= 150
+    assert crop_from_rle(big).crop.sum() == cases[7].sum() and crop_from_rle(big).top >= 150
     for _ in range(20):  # polygons, also leaving the image
         pts = rng.uniform(-8, 40, (int(rng.integers(3, 8)), 2))
-        window = polygon_window([pts.ravel().tolist()], height, width)
+        window = crop_from_polygons([pts.ravel().tolist()], height, width)
         full = np.zeros((height, width), dtype=bool)
-        full[window.top:window.bottom, window.left:window.right] = window.mask
+        full[window.top:window.bottom, window.left:window.right] = window.crop
         np.testing.assert_array_equal(full, rasterize([pts], height, width).astype(bool))
 
 

@@ -60,7 +60,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinekit.clinical import border_fit
-from spinekit.clinical.masks import CropMask, as_crop
+from spinekit.masks import CropMask, as_crop
 
 logger = logging.getLogger(__name__)
 

@@ -53,8 +53,8 @@ from typing import Literal
 import numpy as np
 
 from spinekit.clinical.endplates import Endplates, fit_endplates
-from spinekit.clinical.masks import CropMask
 from spinekit.levels import LEVELS
+from spinekit.masks import CropMask
 
 logger = logging.getLogger(__name__)
 

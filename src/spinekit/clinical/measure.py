@@ -21,7 +21,7 @@ ultrasound facet presence, trust, needle target and its error to an annotated ta
 (``images[].points`` labelled ``needle_target``, ``target`` or ``needle``).
 
 Masks are never decoded to the full image: polygons are rasterised and RLE decoded into
-the instance's bounding box (:mod:`spinekit.clinical.masks`).
+the instance's bounding box (:mod:`spinekit.masks`).
 
 Bad input never raises and never yields a made-up number: every per-image problem is a
 flag in that row's ``flags`` and unmeasured values are empty (None). Only a missing
@@ -45,7 +45,6 @@ from typing import Any, Literal
 import numpy as np
 
 from spinekit.clinical.lateral import LateralMeasurements
-from spinekit.clinical.masks import CropMask, crop_from_polygons, crop_from_rle
 from spinekit.clinical.needle import FACET_NAMES, VENTRAL_NAMES
 from spinekit.clinical.vertebrae import AP_LEVELS
 from spinekit.clinical.views import (
@@ -59,6 +58,7 @@ from spinekit.clinical.views import (
 from spinekit.data.records import DatasetRecords, load_dataset
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_text
+from spinekit.masks import CropMask, crop_from_polygons, crop_from_rle
 
 logger = logging.getLogger(__name__)
 

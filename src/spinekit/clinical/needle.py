@@ -50,8 +50,8 @@ from itertools import pairwise
 import numpy as np
 from scipy import ndimage, signal
 
-from spinekit.clinical.masks import CropMask, as_crop
 from spinekit.evaluation.image_level import apply_joint_rule
+from spinekit.masks import CropMask, as_crop
 
 END_TRIM = 0.10
 """Fraction of the contour's columns left out at each end (step 3)."""

@@ -42,8 +42,8 @@ from typing import Literal
 import numpy as np
 
 from spinekit.clinical.endplates import fit_endplates
-from spinekit.clinical.masks import CropMask, as_crop, crop_iou
 from spinekit.levels import AASCE_LEVELS
+from spinekit.masks import CropMask, as_crop, crop_iou
 
 logger = logging.getLogger(__name__)
 

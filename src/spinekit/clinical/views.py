@@ -20,9 +20,9 @@ import numpy as np
 
 from spinekit.clinical.cobb import cobb_angles
 from spinekit.clinical.lateral import LEVEL_ORDER, LateralMeasurements, measure_lateral
-from spinekit.clinical.masks import CropMask
 from spinekit.clinical.needle import FacetResult, measure_ultrasound, target_error
 from spinekit.clinical.vertebrae import AP_LEVELS, corners_from_masks, order_and_label
+from spinekit.masks import CropMask
 
 INVERTED_AREA_RATIO = 0.67
 """AP from masks: an image whose bottom third of vertebrae has under this share of the

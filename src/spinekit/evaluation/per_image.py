@@ -46,7 +46,7 @@ import numpy as np
 from scipy import sparse
 
 from spinekit.data.records import DatasetRecords
-from spinekit.evaluation.masks import Window, frame_matrix, frame_of, paint, polygon_window, rle_window
+from spinekit.evaluation.masks import frame_matrix, frame_of, paint
 from spinekit.evaluation.pixel import (
     PIXEL_METRICS,
     class_scores,
@@ -57,6 +57,7 @@ from spinekit.evaluation.pixel import (
 )
 from spinekit.evaluation.recognition import COUNT_KEYS, recognition_from_matrices
 from spinekit.evaluation.results import normalise_result
+from spinekit.masks import CropMask, crop_from_polygons, crop_from_rle
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,19 @@ ROW_METRICS = (*PIXEL_METRICS, "dice", "hd95")
 class _Instances:
     """One side of an image: mask windows, ``(N,)`` class indices, ``(N, fh*fw)`` sparse frame masks."""
 
-    windows: list[Window]
+    windows: list[CropMask]
     labels: np.ndarray
     matrix: sparse.csr_matrix
 
 
-def _annotation_window(ann: Mapping[str, Any], height: int, width: int) -> Window:
-    """Window of a dataset annotation's mask (polygons, RLE, or its bbox)."""
+def _annotation_window(ann: Mapping[str, Any], height: int, width: int) -> CropMask:
+    """CropMask of a dataset annotation's mask (polygons, RLE, or its bbox)."""
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
         if [int(v) for v in seg.get("size") or []] != [height, width]:
             raise ValueError(f"annotation {ann.get('id')}: RLE size {seg.get('size')} differs from the "
                              f"image size [{height}, {width}]")
-        return rle_window(seg)
+        return crop_from_rle(seg)
     rings = [r for r in seg or [] if len(r) >= 6]
     if not rings:
         box = ann.get("bbox")
@@ -87,14 +88,14 @@ def _annotation_window(ann: Mapping[str, Any], height: int, width: int) -> Windo
             raise ValueError(f"annotation {ann.get('id')} has neither a polygon nor a bbox")
         x, y, w, h = (float(v) for v in box)
         rings = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    return polygon_window(rings, height, width)
+    return crop_from_polygons(rings, height, width)
 
 
 def _split_truth(anns: Sequence[Mapping[str, Any]], classes: Mapping[int, int], shape: tuple[int, int]
-                 ) -> tuple[list[Window], list[int], list[Window], list[int]]:
-    """Windows and class indices of the non-crowd annotations and of the crowd regions."""
-    truth: tuple[list[Window], list[int]] = ([], [])
-    crowd: tuple[list[Window], list[int]] = ([], [])
+                 ) -> tuple[list[CropMask], list[int], list[CropMask], list[int]]:
+    """CropMasks and class indices of the non-crowd annotations and of the crowd regions."""
+    truth: tuple[list[CropMask], list[int]] = ([], [])
+    crowd: tuple[list[CropMask], list[int]] = ([], [])
     for ann in anns:
         target = crowd if ann.get("iscrowd") else truth
         target[0].append(_annotation_window(ann, *shape))
@@ -102,7 +103,7 @@ def _split_truth(anns: Sequence[Mapping[str, Any]], classes: Mapping[int, int], 
     return truth[0], truth[1], crowd[0], crowd[1]
 
 
-def _on_crowd(windows: Sequence[Window], labels: np.ndarray, crowd: Sequence[Window],
+def _on_crowd(windows: Sequence[CropMask], labels: np.ndarray, crowd: Sequence[CropMask],
               crowd_labels: Sequence[int], frame: tuple[int, int, int, int]) -> np.ndarray:
     """``(P,)`` bool: predicted windows with >= half their pixels in crowd regions of their class."""
     out = np.zeros(len(windows), dtype=bool)
@@ -112,8 +113,8 @@ def _on_crowd(windows: Sequence[Window], labels: np.ndarray, crowd: Sequence[Win
         region = paint(of_class, [1] * len(of_class), frame) > 0
         for k in np.flatnonzero(labels == label):
             w = windows[int(k)]
-            inside = region[w.top - top:w.bottom - top, w.left - left:w.right - left] & w.mask
-            out[k] = 2 * np.count_nonzero(inside) >= np.count_nonzero(w.mask)
+            inside = region[w.top - top:w.bottom - top, w.left - left:w.right - left] & w.crop
+            out[k] = 2 * np.count_nonzero(inside) >= np.count_nonzero(w.crop)
     return out
 
 
@@ -134,7 +135,7 @@ def _load_image(image: Mapping[str, Any], anns: Sequence[Mapping[str, Any]],
     """Ground truth and the (score-filtered) ``results`` of one image as windows in their frame."""
     shape = (int(image["height"]), int(image["width"]))
     t_windows, t_labels, c_windows, c_labels = _split_truth(anns, classes, shape)
-    p_all = [rle_window(r["segmentation"]) for r in results]
+    p_all = [crop_from_rle(r["segmentation"]) for r in results]
     order = sorted((k for k, w in enumerate(p_all) if not w.empty),
                    key=lambda k: float(results[k]["score"]))  # stable: ties keep file order
     p_windows = [p_all[k] for k in order]

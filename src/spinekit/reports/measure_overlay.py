@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from spinekit.clinical.masks import CropMask
 from spinekit.clinical.views import Geometry
 from spinekit.geometry import mask_to_polygons
+from spinekit.masks import CropMask
 from spinekit.reports.overlay import OKABE_ITO, load_font, save_overlay, to_rgb8
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont

@@ -43,6 +43,7 @@ from spinekit.io.images import MAX_IMAGE_PIXELS
 from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
+from spinekit.masks import rle_counts
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +56,10 @@ _PREFERRED_NAMES = ("annotations.json",)
 def rle_string_to_counts(text: str) -> list[int]:
     """Decode a COCO compressed RLE string into run lengths (pycocotools ``rleFrString``).
 
-    Each run is written in 6-bit groups (characters ``chr(48 + c)``): 5 value
-    bits, bit 0x20 = more groups follow, bit 0x10 of the last group = sign.
-    From the fourth run on the value is the difference to the run two before.
-    Raises ``ValueError`` on a character outside the code or a truncated run.
+    See :func:`spinekit.masks.rle_counts`. Raises ``ValueError`` on a character
+    outside the code or a truncated run.
     """
-    counts: list[int] = []
-    pos, size = 0, len(text)
-    while pos < size:
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= size:
-                raise ValueError("truncated RLE string")
-            code = ord(text[pos]) - 48
-            if not 0 <= code < 64:
-                raise ValueError(f"invalid RLE character {text[pos]!r}")
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            pos += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
+    return [int(v) for v in rle_counts(text)]
 
 
 def counts_to_rle_string(counts: Sequence[int]) -> str:

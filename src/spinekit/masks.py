@@ -1,6 +1,7 @@
 """Instance masks kept as their bounding-box crop, decoded from COCO RLE or polygons.
 
-Clinical measurements only need the pixels of each instance, never the full image: a
+Shared by the clinical read-outs, the per-image evaluation and COCO ingest (one RLE
+string decoder). They only need the pixels of each instance, never the full image: a
 vertebra of an AASCE radiograph covers about 0.3 % of its 2 megapixels. A
 :class:`CropMask` holds the ``(h, w)`` bool crop of one instance and its place in the
 ``(H, W)`` image; :func:`crop_from_rle` decodes a compressed COCO RLE straight into that
@@ -56,6 +57,16 @@ class CropMask:
     def empty(self) -> bool:
         """True when the mask has no pixel."""
         return not self.crop.any()
+
+    @property
+    def bottom(self) -> int:
+        """One past the crop's last image row."""
+        return self.top + int(self.crop.shape[0])
+
+    @property
+    def right(self) -> int:
+        """One past the crop's last image column."""
+        return self.left + int(self.crop.shape[1])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -126,10 +137,10 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
     if raw.size == 0:
         return np.zeros(0, dtype=np.int64)
     if raw.min() < 0 or raw.max() > 63:
-        raise ValueError("RLE counts string has characters outside the COCO alphabet")
+        raise ValueError("invalid RLE character: outside the COCO alphabet")
     more = (raw & 0x20) != 0
     if more[-1]:
-        raise ValueError("RLE counts string ends inside a number")
+        raise ValueError("truncated RLE string: it ends inside a number")
     ends = np.flatnonzero(~more)
     group = np.repeat(np.arange(ends.size), np.diff(np.concatenate([[-1], ends])))
     starts = np.concatenate([[0], ends[:-1] + 1])
