@@ -141,9 +141,9 @@ def run_pycocotools(gt: dict[str, Any], results: list[dict[str, Any]], iou_type:
     return float(evaluator.stats[0])
 
 
-def best_of(repeat: int, fn: Callable[[], float]) -> tuple[float, float]:
-    """(best wall time in seconds, value) over ``repeat`` runs."""
-    times, value = [], 0.0
+def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(best wall time in seconds, last value) over ``repeat`` runs."""
+    times, value = [], None
     for _ in range(repeat):
         start = time.perf_counter()
         value = fn()
@@ -151,7 +151,7 @@ def best_of(repeat: int, fn: Callable[[], float]) -> tuple[float, float]:
     return min(times), value
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+def text_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -215,9 +215,9 @@ def main() -> None:
                       f"{t_py / t_fast:.1f}x", f"{ap_fast:.6f}"),
                      ("spinekit CocoEvaluator (+ image level)", iou_type, f"{t_spk:.2f}",
                       f"{t_py / t_spk:.1f}x", f"{ap_spk:.6f}")]
-    print(_table(("tool", "iou", "seconds", "speed-up", "AP"), rows))
+    print(text_table(("tool", "iou", "seconds", "speed-up", "AP"), rows))
     print(f"\nAPs agree to 1e-9: {'yes' if agree else 'NO'}\n")
-    print(_table(("mask conversion, 30 detections, 1000x2500 original", "ms", "speed-up"),
+    print(text_table(("mask conversion, 30 detections, 1000x2500 original", "ms", "speed-up"),
                  _mask_conversion_rows(args.repeat)))
     if not agree:
         raise SystemExit(1)

@@ -27,19 +27,17 @@ objects; the per-image pass runs ``--repeat-pixel`` times (default 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import io
 import json
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import bench_eval
+from bench_eval import best_of, text_table
 from spinekit.data.records import DatasetRecords, load_dataset
 from spinekit.evaluation import CocoEvaluator, image_sizes, load_results, write_results
 from spinekit.evaluation.per_image import aggregate, per_image_metrics
@@ -127,10 +125,9 @@ def synthesise_results(records: DatasetRecords, size: int, rng: np.random.Genera
     return out
 
 
-def _for_type(results: Sequence[dict[str, Any]], iou_type: str) -> list[dict[str, Any]]:
-    if iou_type == "segm":
-        return [{k: v for k, v in r.items() if k != "bbox"} for r in results]
-    return [dict(r) for r in results]
+def run_pycocotools(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, float]:
+    """pycocotools' COCOeval AP for bbox and segm (``bench_eval.run_pycocotools`` per type)."""
+    return {iou_type: bench_eval.run_pycocotools(gt, results, iou_type) for iou_type in ("bbox", "segm")}
 
 
 def run_spinekit_coco(records: DatasetRecords, results: list[dict[str, Any]]) -> dict[str, float]:
@@ -138,24 +135,6 @@ def run_spinekit_coco(records: DatasetRecords, results: list[dict[str, Any]]) ->
     evaluator.process(results)
     metrics = evaluator.evaluate()
     return {t: float(metrics[t]["AP"]) for t in ("bbox", "segm")}
-
-
-def run_pycocotools(gt: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    out = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        for iou_type in ("bbox", "segm"):
-            coco_gt = COCO()
-            coco_gt.dataset = copy.deepcopy(gt)
-            coco_gt.createIndex()
-            evaluator = COCOeval(coco_gt, coco_gt.loadRes(_for_type(results, iou_type)), iou_type)
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-            out[iou_type] = float(evaluator.stats[0])
-    return out
 
 
 def run_per_image(records: DatasetRecords, results: list[dict[str, Any]]
@@ -196,23 +175,6 @@ def run_statistics(table: pd.DataFrame, folds: pd.DataFrame) -> str:
     return statistics_markdown(between, paired)
 
 
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(best wall time in seconds, last value) over ``repeat`` runs."""
-    times, value = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
-
-
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
@@ -244,7 +206,7 @@ def main() -> None:
             ("(a) spinekit CocoEvaluator bbox + segm", f"{t_spk:.2f}", f"{t_py / t_spk:.1f}x",
              f"{ap_spk['bbox']:.4f} / {ap_spk['segm']:.4f}"),
             ("(c) spinekit per_image_metrics + aggregate", f"{t_pix:.2f}", "- (other metrics)", "-")]
-    print(_table(("evaluation", "seconds", "speed-up vs (b)", "AP bbox / segm"), rows))
+    print(text_table(("evaluation", "seconds", "speed-up vs (b)", "AP bbox / segm"), rows))
     per_image_ms = 1000 * t_pix / len(records.images)
     print(f"\nAPs agree to 1e-9: {'yes' if agree else 'NO'}; per-image metrics {per_image_ms:.1f} ms/image")
     level, per = summary["set_level"], summary["per_image"]

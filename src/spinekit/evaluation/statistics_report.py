@@ -52,7 +52,8 @@ def _flag(value: Any) -> str:
     return "yes" if bool(value) else "no"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown pipe table of ``headers`` and ``rows`` (cells already text)."""
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -63,7 +64,7 @@ def _describe_section(frame: pd.DataFrame) -> str:
              f"{_num(r.mean)} ± {_num(r.sd)}", f"{_num(r.median)} [{_num(r.q1)}, {_num(r.q3)}]"]
             for r in frame.itertuples(index=False)]
     return ("### Descriptive statistics\n\n"
-            + _table(["group", "metric", "n", "NaN", "mean ± SD", "median [Q1, Q3]"], rows))
+            + markdown_table(["group", "metric", "n", "NaN", "mean ± SD", "median [Q1, Q3]"], rows))
 
 
 def _normality_section(frame: pd.DataFrame, alpha: float) -> str:
@@ -73,7 +74,7 @@ def _normality_section(frame: pd.DataFrame, alpha: float) -> str:
              _flag(r.below_alpha), _text("; ".join(filter(None, [r.reason, r.note])))]
             for r in frame.itertuples(index=False)]
     return ("### Normality (Shapiro-Wilk)\n\n"
-            + _table(["group", "metric", "n", "W", "p", f"p < {alpha:g}", "reason / note"], rows))
+            + markdown_table(["group", "metric", "n", "W", "p", f"p < {alpha:g}", "reason / note"], rows))
 
 
 def _omnibus_section(frame: pd.DataFrame, alpha: float) -> str:
@@ -82,7 +83,7 @@ def _omnibus_section(frame: pd.DataFrame, alpha: float) -> str:
              _text("; ".join(filter(None, [r.reason, r.note])))]
             for r in frame.itertuples(index=False)]
     return ("### Tests across all groups\n\n"
-            + _table(["metric", "test", "design", "statistic", "df", "n", "p", f"p < {alpha:g}",
+            + markdown_table(["metric", "test", "design", "statistic", "df", "n", "p", f"p < {alpha:g}",
                       "reason / note"], rows))
 
 
@@ -95,7 +96,7 @@ def _pairwise_section(frame: pd.DataFrame, alpha: float) -> str:
              _text("; ".join(filter(None, [r.reason, r.note])))]
             for r in frame.itertuples(index=False)]
     return ("### Pairwise comparisons\n\n"
-            + _table(["metric", "test", "pair (a vs b)", "n a / b", "effect (a - b)", "p",
+            + markdown_table(["metric", "test", "pair (a vs b)", "n a / b", "effect (a - b)", "p",
                       "p (Holm)", f"p (Holm) < {alpha:g}", "reason / note"], rows))
 
 
@@ -128,7 +129,7 @@ def _settings_section(frame: pd.DataFrame, alpha: float) -> str:
     if many:
         headers += ["p t (Holm)", "p Wilcoxon (Holm)", "p (Friedman)"]
     below = f"p{' (Holm)' if many else ''} < {alpha:g}: t / Wilcoxon"
-    return "### Settings compared across folds\n\n" + _table([*headers, below, "reason / note"], rows)
+    return "### Settings compared across folds\n\n" + markdown_table([*headers, below, "reason / note"], rows)
 
 
 def _how_to_read(info: Mapping[str, str], alpha: float, *, groups: bool, settings: bool) -> str:

@@ -88,9 +88,8 @@ def _worst(per_image: pd.DataFrame, arm: str, limit: int) -> list[tuple[int, int
     return [(int(r.fold), int(r.image_id), float(r.mean_iou)) for r in part.itertuples()]
 
 
-def _overlay(records: DatasetRecords, image: dict[str, Any], results: list[dict[str, Any]],
-             threshold: float) -> str:
-    anns = records.annotations_by_image().get(int(image["id"]), [])
+def _overlay(records: DatasetRecords, image: dict[str, Any], anns: list[dict[str, Any]],
+             results: list[dict[str, Any]], threshold: float) -> str:
     pixels = read_image(records.image_path(image), frame=int(image.get("frame") or 0))
     picture = draw_overlay(pixels, detections=[r for r in results if int(r["image_id"]) == int(image["id"])],
                            expert=anns, names=records.category_names(), score_threshold=threshold,
@@ -106,12 +105,13 @@ def _arm_gallery(out: Path, arm: str, dataset: Path, per_image: pd.DataFrame, *,
         return ""
     records = load_dataset(dataset)
     by_id = {int(img["id"]): img for img in records.images}
+    anns = records.annotations_by_image()
     figures, cache = [], {}
     for fold, image_id, value in worst:
         if fold not in cache:
             cache[fold] = load_results(out / "runs" / arm / f"fold{fold}" / "test_predictions.json")
         try:
-            picture = _overlay(records, by_id[image_id], cache[fold], threshold)
+            picture = _overlay(records, by_id[image_id], anns.get(image_id, []), cache[fold], threshold)
         except (InputError, KeyError) as exc:
             problems.append(f"{arm}: overlay of image {image_id} skipped ({exc})")
             continue

@@ -26,6 +26,7 @@ from spinekit.evaluation.statistics import (
     paired_setting_tests,
     statistics_markdown,
 )
+from spinekit.evaluation.statistics_report import markdown_table
 from spinekit.io.atomic import atomic_write_text
 from spinekit.reports.study_html import build_study_report
 from spinekit.reports.study_plots import density_plots, fold_plot
@@ -75,10 +76,8 @@ def _wide(described: pd.DataFrame, metrics: list[str], percent: set[str]) -> pd.
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    return markdown_table([str(c) for c in frame.columns],
+                          [[str(v) for v in row] for row in frame.itertuples(index=False)])
 
 
 def _p_cell(row: pd.Series, holm: bool) -> str:
