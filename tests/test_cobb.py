@@ -17,8 +17,6 @@ from spinekit.clinical.cobb import (
 )
 from spinekit.errors import InputError
 
-AASCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aasce"
-
 
 def spine(tilts_deg: np.ndarray, centre_x: np.ndarray, *, width: float = 40.0,
           height: float = 30.0, pitch: float = 40.0) -> np.ndarray:
@@ -160,8 +158,8 @@ def test_read_aasce_bad_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_reproduces_aasce_expert_angles() -> None:
-    data = read_aasce_corners(AASCE)
+def test_reproduces_aasce_expert_angles(aasce_dir: Path) -> None:
+    data = read_aasce_corners(aasce_dir)
     assert len(data.names) == 481
     angles, _, _ = cobb_angles_batch(data.corners, image_heights=data.image_sizes[:, 1])
     err = np.abs(angles - data.angles).max(axis=1)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import AASCE
 from spinekit.data.ingest import IngestOptions, ingest
 from spinekit.data.records import load_dataset
 from spinekit.errors import InputError
@@ -69,10 +68,10 @@ def test_polygon_area_of_unit_square_and_degenerate() -> None:
 
 
 @pytest.mark.slow
-def test_aasce_real_set_ingests_every_vertebra(tmp_path: Path) -> None:
-    report = ingest(AASCE, tmp_path / "aasce", IngestOptions(format="aasce", copy_images=False,
+def test_aasce_real_set_ingests_every_vertebra(tmp_path: Path, aasce_dir: Path) -> None:
+    report = ingest(aasce_dir, tmp_path / "aasce", IngestOptions(format="aasce", copy_images=False,
                                                              verify_pixels=False))
-    names = [r for r in (AASCE / "filenames.csv").read_text().splitlines() if r.strip()]
+    names = [r for r in (aasce_dir / "filenames.csv").read_text().splitlines() if r.strip()]
     assert report.images == len(names) == 481 and report.skipped == []
     records = load_dataset(tmp_path / "aasce")
     assert len(records.annotations) == 481 * 17
@@ -88,11 +87,9 @@ def test_aasce_real_set_ingests_every_vertebra(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_lumbar_mri_ingests_every_level_with_patient_and_spacing(tmp_path: Path) -> None:
-    from conftest import LUMBAR_MRI
-
-    report = ingest(LUMBAR_MRI, tmp_path / "mri", IngestOptions(format="masks"))
-    slices = json.loads((LUMBAR_MRI / "slices.json").read_text())
+def test_lumbar_mri_ingests_every_level_with_patient_and_spacing(tmp_path: Path, mri_dir: Path) -> None:
+    report = ingest(mri_dir, tmp_path / "mri", IngestOptions(format="masks"))
+    slices = json.loads((mri_dir / "slices.json").read_text())
     assert report.images == len(slices) == 168 and report.skipped == []
     records = load_dataset(tmp_path / "mri")
     by_name = {Path(img["file_name"]).name: img for img in records.images}

@@ -17,7 +17,6 @@ from spinekit.io.formats.masks import load_mask_mapping, read_masks
 from spinekit.io.shapes import Shape
 
 H, W = 30, 40
-MRI = Path("/work/shared/data/lumbar-mri")
 
 
 def _save(path: Path, arr: np.ndarray, mode: str | None = None) -> None:
@@ -169,12 +168,12 @@ def test_mapping_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_lumbar_mri_set() -> None:
-    result = read_masks(MRI)
-    slices = json.loads((MRI / "slices.json").read_text(encoding="utf-8"))
+def test_real_lumbar_mri_set(mri_dir: Path) -> None:
+    result = read_masks(mri_dir)
+    slices = json.loads((mri_dir / "slices.json").read_text(encoding="utf-8"))
     assert result.skipped == [] and len(result.items) == len(slices) == 168
     by_image = {item.file_name: item for item in result.items}
-    values = {v: int(k) for k, v in json.loads((MRI / "labels.json").read_text())["mask_values"].items()}
+    values = {v: int(k) for k, v in json.loads((mri_dir / "labels.json").read_text())["mask_values"].items()}
     ious = []
     for entry in slices:
         item = by_image[entry["image"]]
@@ -182,7 +181,7 @@ def test_real_lumbar_mri_set() -> None:
         instances = Counter(s.attributes["level"] for s in item.shapes)
         assert set(instances) == set(entry["levels_present"])
         assert all(n == 1 for n in instances.values())  # one polygon per level here
-        mask = np.asarray(Image.open(MRI / entry["mask"]))
+        mask = np.asarray(Image.open(mri_dir / entry["mask"]))
         for shape in item.shapes:
             truth = mask == values[shape.attributes["level"]]
             drawn = _raster([shape], *mask.shape)

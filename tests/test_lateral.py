@@ -13,8 +13,6 @@ from PIL import Image
 from spinekit.clinical.endplates import endplates_from_corners, endplates_from_mask
 from spinekit.clinical.lateral import LUMBAR, measure_lateral
 
-MRI = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lumbar-mri"
-
 
 def rect_mask(
     shape: tuple[int, int], centre: tuple[float, float], size: tuple[float, float], angle: float
@@ -152,14 +150,14 @@ def test_missing_and_degenerate_levels_flagged_not_invented() -> None:
 
 
 @pytest.mark.slow
-def test_real_mri_masks_plausible_ranges() -> None:
+def test_real_mri_masks_plausible_ranges(mri_dir: Path) -> None:
     """Plausibility only: the set has no expert lordosis or height values to compare to."""
-    labels = json.loads((MRI / "labels.json").read_text())
+    labels = json.loads((mri_dir / "labels.json").read_text())
     names = {int(k): v for k, v in labels["mask_values"].items()}
-    entries = json.loads((MRI / "slices.json").read_text())[::28]
+    entries = json.loads((mri_dir / "slices.json").read_text())[::28]
     lordosis = []
     for entry in entries:
-        mask = np.asarray(Image.open(MRI / entry["mask"]))
+        mask = np.asarray(Image.open(mri_dir / entry["mask"]))
         vertebrae = {names[int(v)]: mask == v for v in np.unique(mask) if int(v) in names}
         result = measure_lateral(vertebrae, pixel_spacing_mm=(1.0, 1.0))
         assert result.unit == "mm"
