@@ -137,8 +137,10 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
     for column in columns:
         table.add_column(column, justify="right")
     for kind in ("bbox", "segm"):
-        if kind in metrics:
+        if isinstance(metrics.get(kind), dict):
             table.add_row(kind, *(_pct(metrics[kind].get(c, -1)) for c in columns))
+        elif kind in metrics:
+            table.add_row(f"{kind}: no masks", *("n/a" for _ in columns))
     for name, values in metrics.get("per_class", {}).items():
         table.add_row(f"  {name} (segm)", _pct(values.get("segm_AP", -1)), _pct(values.get("segm_AP50", -1)),
                       "", "", "", "")
