@@ -144,6 +144,8 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
     ends = np.flatnonzero(~more)
     group = np.repeat(np.arange(ends.size), np.diff(np.concatenate([[-1], ends])))
     starts = np.concatenate([[0], ends[:-1] + 1])
+    if int((ends - starts).max()) >= 12:
+        raise ValueError("invalid RLE string: a run length of over 60 bits")
     shift = 5 * (np.arange(raw.size) - starts[group])
     values = np.add.reduceat((raw & 0x1F) << shift, starts)  # disjoint bits: sum == or
     negative = (raw[ends] & 0x10) != 0
@@ -154,6 +156,41 @@ def rle_counts(counts: str | bytes) -> np.ndarray:
             idx = np.arange(first, out.size, 2)
             out[idx] = out[first - 2] + np.cumsum(values[idx])
     return out
+
+
+def check_rle(rle: Any, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+    """Validate a COCO RLE before any decoder sees it; returns its ``(H, W)``.
+
+    ``size`` must be two positive integers (equal to ``height``/``width`` when given),
+    ``counts`` a list of non-negative integers or a string in the COCO alphabet, and the
+    runs must sum to exactly ``H * W``. Raises ValueError naming the problem.
+    """
+    if not isinstance(rle, Mapping):
+        raise ValueError("RLE must be an object with 'size' and 'counts'")
+    size = rle.get("size")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1_000_000 for v in size)):
+        raise ValueError(f"RLE 'size' must be [height, width] positive integers, got {str(size)[:40]}")
+    h, w = int(size[0]), int(size[1])
+    if (height, width) != (None, None) and (h, w) != (height, width):
+        raise ValueError(f"RLE size [{h}, {w}] differs from the image size [{height}, {width}]")
+    raw = rle.get("counts")
+    if isinstance(raw, str):
+        try:
+            raw.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("invalid RLE character: outside the COCO alphabet") from None
+        counts = rle_counts(raw)
+    elif isinstance(raw, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+        counts = np.asarray(raw, dtype=object if any(abs(v) > 2**62 for v in raw) else np.int64)
+    else:
+        raise ValueError("RLE 'counts' must be a string or a list of integers")
+    if counts.size and counts.min() < 0:
+        raise ValueError("RLE has a negative run length")
+    total = int(counts.sum()) if counts.size else 0
+    if total != h * w:
+        raise ValueError(f"RLE runs sum to {total}, not {h}x{w} = {h * w} pixels")
+    return h, w
 
 
 def crop_from_rle(rle: Mapping[str, Any]) -> CropMask:

@@ -20,10 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from spinekit.errors import InputError
+from spinekit.io import validate
 from spinekit.io.atomic import atomic_write_json
-from spinekit.io.jsonfile import parse_spacing, read_json
+from spinekit.io.jsonfile import read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
+from spinekit.io.validate import (
+    MAX_ID,
+    Invalid,
+    fail,
+    field,
+    integer,
+    mapping,
+    sequence,
+    shown,
+    side,
+    spacing,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,31 +65,64 @@ def _json_files(src: Path) -> tuple[Path, list[Path]]:
 
 
 def _parse_shape(raw: Any, index: int) -> tuple[Shape | None, str | None]:
-    if not isinstance(raw, dict):
-        return None, f"shape {index} is not an object"
-    label = str(raw.get("label", "")).strip()
-    shape_type = str(raw.get("shape_type") or "polygon")
-    kind = _KINDS.get(shape_type)
-    if not label:
-        return None, f"shape {index} has no label"
-    if kind is None:
-        return None, f"shape {index} ({label}): unsupported shape_type {shape_type!r}"
+    """One LabelMe shape, or (None, "shapes[i].field: reason") when unusable."""
+    where = f"shapes[{index}]"
     try:
-        points = tuple((float(p[0]), float(p[1])) for p in raw.get("points", []))
-    except (TypeError, ValueError, IndexError):
-        return None, f"shape {index} ({label}): points are not [x, y] pairs"
+        shape = mapping(raw, where)
+        label = text(field(shape, "label", where), f"{where}.label")
+        shape_type = text(shape.get("shape_type") or "polygon", f"{where}.shape_type")
+        kind = _KINDS.get(shape_type)
+        if kind is None:
+            raise Invalid(f"{where}.shape_type", f"unsupported shape_type {shape_type!r} ({label})")
+        points = _points(shape.get("points"), kind, f"{where}.points")
+        attributes = _shape_attributes(shape, label, where)
+    except Invalid as exc:
+        return None, str(exc)
+    return Shape(label=label, kind=kind, points=points, attributes=attributes), None
+
+
+def _points(raw: Any, kind: ShapeKind, where: str) -> tuple[tuple[float, float], ...]:
+    points = validate.points(raw, where)
     if len(points) < _MIN_POINTS[kind]:
-        return None, f"shape {index} ({label}): {shape_type} with {len(points)} points"
+        raise Invalid(where, f"{kind} with {len(points)} points (needs {_MIN_POINTS[kind]})")
+    return points
+
+
+def _shape_attributes(shape: dict[str, Any], label: str, where: str) -> dict[str, str]:
     attributes: dict[str, str] = {}
-    if raw.get("group_id") is not None:
-        attributes["group_id"] = str(raw["group_id"])
-        attributes["instance"] = f"{label}#{raw['group_id']}"
-    if raw.get("description"):
-        attributes["description"] = str(raw["description"])
-    for key, value in (raw.get("flags") or {}).items():
+    group = shape.get("group_id")
+    if group is not None:
+        group_where = f"{where}.group_id"
+        group_id = text(group, group_where) if isinstance(group, str) else str(
+            integer(group, group_where, lo=-MAX_ID))
+        attributes["group_id"] = group_id
+        attributes["instance"] = f"{label}#{group_id}"
+    description = shape.get("description")
+    if description:
+        attributes["description"] = text(description, f"{where}.description", empty=True)
+    for key, value in mapping(shape.get("flags"), f"{where}.flags", optional=True).items():
         if value:
             attributes[f"flag:{key}"] = "true"
-    return Shape(label=label, kind=kind, points=points, attributes=attributes), None
+    return attributes
+
+
+def _document_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The checked top-level fields of a LabelMe document; raises :class:`Invalid`."""
+    width, height = doc.get("imageWidth"), doc.get("imageHeight")
+    flags = mapping(doc.get("flags"), "flags", optional=True)
+    for key, value in flags.items():
+        if not isinstance(value, bool | int):
+            raise Invalid(f"flags.{key}", f"must be true or false, got {shown(value)}")
+    for key in ("imagePath", "imageData"):
+        if doc.get(key) is not None:
+            text(doc[key], key, empty=True)
+    return {
+        "width": None if width is None else side(width, "imageWidth"),
+        "height": None if height is None else side(height, "imageHeight"),
+        "pixel_spacing_mm": spacing(doc.get("pixel_spacing_mm"), "pixel_spacing_mm"),
+        "flags": {str(k): bool(v) for k, v in flags.items()},
+        "shapes": sequence(doc.get("shapes"), "shapes", optional=True),
+    }
 
 
 def _resolve_image(
@@ -110,26 +157,29 @@ def _read_document(json_path: Path, root: Path) -> SourceItem:
     doc = read_json(json_path)
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
         raise InputError(json_path, "not a LabelMe file (no 'shapes' list)")
+    try:
+        fields = _document_fields(doc)
+    except Invalid as exc:
+        fail(json_path, exc)
     image_path, image_bytes, file_name = _resolve_image(doc, json_path, root)
     shapes: list[Shape] = []
     warnings: list[str] = []
-    for index, raw in enumerate(doc.get("shapes", [])):
+    for index, raw in enumerate(fields["shapes"]):
         shape, problem = _parse_shape(raw, index)
         if shape is not None:
             shapes.append(shape)
         elif problem:
             warnings.append(f"{json_path}: {problem}")
-    width, height = doc.get("imageWidth"), doc.get("imageHeight")
     return SourceItem(
         source=json_path,
         file_name=file_name,
         shapes=shapes,
         image_path=image_path,
         image_bytes=image_bytes,
-        width=int(width) if isinstance(width, int | float) else None,
-        height=int(height) if isinstance(height, int | float) else None,
-        pixel_spacing_mm=parse_spacing(doc.get("pixel_spacing_mm")),
-        extra={"warnings": warnings, "flags": doc.get("flags") or {}},
+        width=fields["width"],
+        height=fields["height"],
+        pixel_spacing_mm=fields["pixel_spacing_mm"],
+        extra={"warnings": warnings, "flags": fields["flags"]},
     )
 
 
@@ -171,10 +221,11 @@ def labelme_shape(
 
 def labelme_document(
     image_path: str, width: int, height: int, shapes: list[dict[str, Any]],
-    *, flags: dict[str, bool] | None = None,
+    *, flags: dict[str, bool] | None = None, pixel_spacing_mm: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """A LabelMe 5.x document referencing ``image_path`` (relative to the JSON)."""
-    return {
+    """A LabelMe 5.x document referencing ``image_path`` (relative to the JSON); with
+    ``pixel_spacing_mm`` it carries the image's ``[row, col]`` spacing (read back by ingest)."""
+    doc: dict[str, Any] = {
         "version": LABELME_VERSION,
         "flags": flags or {},
         "shapes": shapes,
@@ -183,8 +234,11 @@ def labelme_document(
         "imageHeight": int(height),
         "imageWidth": int(width),
     }
+    if pixel_spacing_mm is not None:
+        doc["pixel_spacing_mm"] = [float(v) for v in pixel_spacing_mm]
+    return doc
 
 
 def write_labelme(path: str | Path, document: dict[str, Any]) -> None:
     """Write a LabelMe document atomically."""
-    atomic_write_json(path, document, indent=2)
+    atomic_write_json(path, document, indent=2, strict=True)
