@@ -34,6 +34,18 @@ from spinekit.io.images import MAX_IMAGE_PIXELS
 from spinekit.io.jsonfile import read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
+from spinekit.io.validate import (
+    MAX_COORDINATE,
+    Invalid,
+    fail,
+    field,
+    join,
+    mapping,
+    number,
+    sequence,
+    shown,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,18 +143,15 @@ def _label_and_attributes(raw: Any, label_attribute: str | None) -> tuple[str, d
 # ----------------------------------------------------------------------------- shapes
 
 
-def _num(attrs: dict[str, Any], key: str) -> float:
-    value = float(attrs[key])
-    if not math.isfinite(value):
-        raise ValueError(f"{key} is not finite")
-    return value
+def _num(attrs: dict[str, Any], key: str, where: str, *, lo: float = -MAX_COORDINATE) -> float:
+    return number(field(attrs, key, where), join(where, key), lo=lo, strings=True)
 
 
-def _ellipse(attrs: dict[str, Any]) -> tuple[tuple[float, float], ...]:
-    cx, cy, rx, ry = (_num(attrs, k) for k in ("cx", "cy", "rx", "ry"))
-    theta = float(attrs.get("theta") or 0.0)
+def _ellipse(attrs: dict[str, Any], where: str) -> tuple[tuple[float, float], ...]:
+    cx, cy, rx, ry = (_num(attrs, k, where) for k in ("cx", "cy", "rx", "ry"))
+    theta = number(attrs.get("theta") or 0.0, join(where, "theta"), strings=True)
     if rx <= 0 or ry <= 0:
-        raise ValueError("ellipse with a zero radius")
+        raise Invalid(where, "ellipse with a zero radius")
     cos_t, sin_t = math.cos(theta), math.sin(theta)
     points = []
     for i in range(ELLIPSE_POINTS):
@@ -152,58 +161,68 @@ def _ellipse(attrs: dict[str, Any]) -> tuple[tuple[float, float], ...]:
     return tuple(points)
 
 
-def _geometry(attrs: dict[str, Any]) -> tuple[ShapeKind, tuple[tuple[float, float], ...]]:
-    """VIA ``shape_attributes`` -> (kind, points); raises ValueError/KeyError/TypeError."""
+def _polyline(attrs: dict[str, Any], name: str, where: str
+              ) -> tuple[ShapeKind, tuple[tuple[float, float], ...]]:
+    xs = sequence(field(attrs, "all_points_x", where), join(where, "all_points_x"))
+    ys = sequence(field(attrs, "all_points_y", where), join(where, "all_points_y"))
+    if len(xs) != len(ys):
+        raise Invalid(where, f"all_points_x ({len(xs)}) and all_points_y ({len(ys)}) differ in length")
+    points = tuple((number(x, f"{where}.all_points_x[{i}]", strings=True),
+                    number(y, f"{where}.all_points_y[{i}]", strings=True))
+                   for i, (x, y) in enumerate(zip(xs, ys, strict=True)))
+    if name == "polygon" and len(points) > 3 and points[0] == points[-1]:
+        points = points[:-1]
+    needed = 3 if name == "polygon" else 2
+    if len(points) < needed:
+        raise Invalid(where, f"{name} with {len(points)} points")
+    return ("polygon" if name == "polygon" else "polyline"), points
+
+
+def _geometry(attrs: dict[str, Any], where: str) -> tuple[ShapeKind, tuple[tuple[float, float], ...]]:
+    """VIA ``shape_attributes`` -> (kind, points); raises :class:`Invalid` naming the field."""
     name = attrs.get("name")
     if name in ("polygon", "polyline"):
-        xs, ys = attrs["all_points_x"], attrs["all_points_y"]
-        if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys):
-            raise ValueError("all_points_x and all_points_y differ in length")
-        points = tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True))
-        if not all(math.isfinite(v) for p in points for v in p):
-            raise ValueError("non-finite coordinates")
-        if name == "polygon" and len(points) > 3 and points[0] == points[-1]:
-            points = points[:-1]
-        needed = 3 if name == "polygon" else 2
-        if len(points) < needed:
-            raise ValueError(f"{name} with {len(points)} points")
-        return ("polygon" if name == "polygon" else "polyline"), points
+        return _polyline(attrs, str(name), where)
     if name == "rect":
-        x, y, w, h = (_num(attrs, k) for k in ("x", "y", "width", "height"))
+        x, y = _num(attrs, "x", where), _num(attrs, "y", where)
+        w, h = _num(attrs, "width", where, lo=0.0), _num(attrs, "height", where, lo=0.0)
         if w <= 0 or h <= 0:
-            raise ValueError("rect without area")
+            raise Invalid(where, "rect without area")
         return "rectangle", ((x, y), (x + w, y + h))
     if name == "circle":
-        cx, cy, r = (_num(attrs, k) for k in ("cx", "cy", "r"))
+        cx, cy, r = (_num(attrs, k, where) for k in ("cx", "cy", "r"))
         if r <= 0:
-            raise ValueError("circle with zero radius")
+            raise Invalid(where, "circle with zero radius")
         return "circle", ((cx, cy), (cx + r, cy))
     if name == "ellipse":
-        return "polygon", _ellipse(attrs)
+        return "polygon", _ellipse(attrs, where)
     if name == "point":
-        return "point", ((_num(attrs, "cx"), _num(attrs, "cy")),)
-    raise ValueError(f"unsupported shape {name!r}")
+        return "point", ((_num(attrs, "cx", where), _num(attrs, "cy", where)),)
+    raise Invalid(join(where, "name"), f"unsupported shape {shown(name)}")
 
 
-def _regions(raw: Any) -> list[Any]:
+def _regions(raw: Any, where: str) -> list[Any]:
+    if raw is None:
+        return []
     if isinstance(raw, list):
         return raw
     if isinstance(raw, dict):  # VIA 1.x: {"0": region, "1": region, ...}
         keys = list(raw)
-        if all(str(k).isdigit() for k in keys):
+        if all(k.isascii() and k.isdigit() for k in keys):
             keys.sort(key=lambda k: int(k))
         return [raw[k] for k in keys]
-    return []
+    raise Invalid(where, f"must be a list or an object of regions, got {shown(raw)}")
 
 
-def _region_shape(region: Any, label_attribute: str | None) -> Shape:
-    if not isinstance(region, dict) or not isinstance(region.get("shape_attributes"), dict):
-        raise ValueError("region without shape_attributes")
+def _region_shape(region: Any, label_attribute: str | None, where: str) -> Shape:
+    region = mapping(region, where)
+    kind, points = _geometry(mapping(region.get("shape_attributes"), join(where, "shape_attributes")),
+                             join(where, "shape_attributes"))
+    attrs = mapping(region.get("region_attributes"), join(where, "region_attributes"), optional=True)
     try:
-        kind, points = _geometry(region["shape_attributes"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"shape missing or invalid value {exc}") from exc
-    label, attributes = _label_and_attributes(region.get("region_attributes"), label_attribute)
+        label, attributes = _label_and_attributes(attrs, label_attribute)
+    except ValueError as exc:
+        raise Invalid(join(where, "region_attributes"), str(exc)) from exc
     return Shape(label=label, kind=kind, points=points, attributes=attributes)
 
 
@@ -226,18 +245,24 @@ def _entry_item(
     base: Path,
     label_attribute: str | None,
 ) -> SourceItem:
-    if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or not entry["filename"]:
-        raise InputError(json_path, f"entry {key!r}: no filename")
-    image_path = _find_image(entry["filename"], roots, json_path)
+    try:
+        name = text(field(mapping(entry, key), "filename", key), f"{key}.filename")
+        regions = _regions(entry.get("regions"), f"{key}.regions")
+    except Invalid as exc:
+        fail(json_path, exc)
+    image_path = _find_image(name, roots, json_path)
     shapes: list[Shape] = []
     warnings: list[str] = []
-    for index, region in enumerate(_regions(entry.get("regions"))):
+    where = f"{key}.regions"
+    for index, region in enumerate(regions):
         try:
-            shapes.append(_region_shape(region, label_attribute))
-        except ValueError as exc:
-            warnings.append(f"{json_path}: {entry['filename']}: region {index}: {exc}")
-    file_attrs = entry.get("file_attributes")
-    file_attrs = file_attrs if isinstance(file_attrs, dict) else {}
+            shapes.append(_region_shape(region, label_attribute, join(where, index)))
+        except Invalid as exc:
+            warnings.append(f"{json_path}: {name}: {exc}")
+    try:
+        file_attrs = mapping(entry.get("file_attributes"), f"{key}.file_attributes", optional=True)
+    except Invalid as exc:
+        fail(json_path, exc)
     other = {str(k): _attr_text(v) for k, v in file_attrs.items() if k not in _PATIENT_KEYS}
     return SourceItem(
         source=json_path,
