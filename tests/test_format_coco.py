@@ -81,8 +81,10 @@ def test_rle_roundtrip_on_hand_encoded_mask() -> None:
     assert np.array_equal(decode_rle(counts_to_rle_string(counts), H, W), mask)
     starts_with_one = np.ones((2, 2), dtype=np.uint8)
     assert mask_to_rle_counts(starts_with_one) == [0, 4]
-    with pytest.raises(ValueError, match="more than"):
+    with pytest.raises(ValueError, match="sum to 305, not 12x16"):
         decode_rle([5, 300], H, W)
+    with pytest.raises(ValueError, match="sum to 7, not 12x16"):  # short: no longer padded with 0
+        decode_rle([5, 2], H, W)
 
 
 def test_rle_random_masks_roundtrip() -> None:
@@ -156,10 +158,10 @@ def test_bad_annotations_are_noted(tmp_path: Path) -> None:
     assert [s.attributes["instance"] for s in item.shapes] == ["5"]
     warnings = item.extra["warnings"]
     assert isinstance(warnings, list) and len(warnings) == 2
-    assert "annotation 1" in warnings[0] and "more than" in warnings[0]
-    assert "annotation 2" in warnings[1]
-    assert any("unknown category_id 99" in s for s in result.skipped)
-    assert any("unknown image_id 42" in s for s in result.skipped)
+    assert "annotations[0].segmentation" in warnings[0] and "sum to 1004" in warnings[0]
+    assert "annotations[1].segmentation[0]" in warnings[1]
+    assert any("annotations[2].category_id: unknown category id 99" in s for s in result.skipped)
+    assert any("annotations[3].image_id: unknown image id 42" in s for s in result.skipped)
 
 
 def test_missing_and_escaping_images_are_skipped(tmp_path: Path) -> None:

@@ -43,7 +43,22 @@ from spinekit.io.images import MAX_IMAGE_PIXELS
 from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, ShapeKind, SourceItem
-from spinekit.masks import rle_counts
+from spinekit.io.validate import (
+    Invalid,
+    bbox,
+    fail,
+    integer,
+    mapping,
+    number,
+    required,
+    sequence,
+    shown,
+    side,
+    spacing,
+    text,
+    unique,
+)
+from spinekit.masks import check_rle, rle_counts
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +107,15 @@ def mask_to_rle_counts(mask: np.ndarray) -> list[int]:
 def decode_rle(counts: Sequence[int] | str, height: int, width: int) -> np.ndarray:
     """COCO RLE (run-length list or compressed string) -> ``(H, W)`` uint8 0/1 mask.
 
-    Runs alternate 0 and 1, starting with 0, in column-major order. Runs
-    summing to less than ``H * W`` leave the rest 0 (as pycocotools does);
-    more than ``H * W``, negative runs or a bad string raise ``ValueError``.
+    Runs alternate 0 and 1, starting with 0, in column-major order; they must sum
+    to exactly ``H * W``. Other sums, negative runs or a bad string raise ``ValueError``.
     """
     runs = rle_string_to_counts(counts) if isinstance(counts, str) else [int(c) for c in counts]
     total = height * width
     if any(r < 0 for r in runs):
         raise ValueError("negative run length in RLE")
-    if sum(runs) > total:
-        raise ValueError(f"RLE covers {sum(runs)} pixels, more than {height}x{width}")
+    if sum(runs) != total:
+        raise ValueError(f"RLE runs sum to {sum(runs)}, not {height}x{width} = {total} pixels")
     values = np.repeat(np.arange(len(runs), dtype=np.int64) % 2, runs).astype(np.uint8)
     flat = np.zeros(total, dtype=np.uint8)
     flat[: values.size] = values
@@ -136,10 +150,52 @@ def _load(path: Path) -> dict[str, Any]:
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError(path, "not a COCO file (no 'images' list)")
-    for key in ("annotations", "categories"):
-        if not isinstance(doc.get(key, []), list):
-            raise InputError(path, f"{key!r} is not a list")
+    try:
+        check_coco_structure(doc)
+    except Invalid as exc:
+        fail(path, exc)
     return doc
+
+
+def check_coco_structure(doc: dict[str, Any]) -> None:
+    """Ids, names and sizes of a COCO dict: unique integer ids of images, annotations and
+    categories, unique image file names and category names, known types; raises
+    :class:`Invalid` naming the first bad record."""
+    categories = sequence(doc.get("categories"), "categories", optional=True)
+    cat_ids, cat_names = [], []
+    for index, cat in enumerate(categories):
+        where = f"categories[{index}]"
+        cat = mapping(cat, where)
+        cat_ids.append((f"{where}.id", integer(required(cat, "id", where), f"{where}.id")))
+        cat_names.append((f"{where}.name", text(required(cat, "name", where), f"{where}.name")))
+        for k, name in enumerate(sequence(cat.get("keypoints"), f"{where}.keypoints", optional=True)):
+            text(name, f"{where}.keypoints[{k}]")
+    unique(cat_ids, "category id")
+    unique(cat_names, "category name")
+    image_ids, file_names = [], []
+    for index, image in enumerate(doc["images"]):
+        where = f"images[{index}]"
+        image = mapping(image, where)
+        image_ids.append((f"{where}.id", integer(required(image, "id", where), f"{where}.id")))
+        name = text(required(image, "file_name", where), f"{where}.file_name")
+        file_names.append((f"{where}.file_name", name))
+        for key in ("width", "height"):
+            if image.get(key) is not None:
+                side(image[key], f"{where}.{key}")
+        if image.get("frame") is not None:
+            integer(image["frame"], f"{where}.frame", hi=1_000_000)
+        spacing(image.get("pixel_spacing_mm"), f"{where}.pixel_spacing_mm")
+    unique(image_ids, "image id")
+    unique(file_names, "image file_name")
+    ann_ids = []
+    for index, ann in enumerate(sequence(doc.get("annotations"), "annotations", optional=True)):
+        where = f"annotations[{index}]"
+        ann = mapping(ann, where)
+        if ann.get("id") is not None:
+            ann_ids.append((f"{where}.id", integer(ann["id"], f"{where}.id")))
+        for key in ("image_id", "category_id"):
+            integer(required(ann, key, where), f"{where}.{key}")
+    unique(ann_ids, "annotation id")
 
 
 @dataclass
@@ -171,16 +227,10 @@ def _image_roots(doc: dict[str, Any], json_dir: Path, json_path: Path) -> list[P
     return roots
 
 
-def _categories(doc: dict[str, Any], ctx: _Context, skipped: list[str]) -> None:
-    for index, cat in enumerate(doc.get("categories", [])):
-        if not isinstance(cat, dict) or "id" not in cat or not str(cat.get("name", "")).strip():
-            skipped.append(f"{ctx.json_path}: category {index} has no id or name")
-            continue
-        try:
-            cat_id = int(cat["id"])
-        except (TypeError, ValueError):
-            skipped.append(f"{ctx.json_path}: category {index} has a non-integer id")
-            continue
+def _categories(doc: dict[str, Any], ctx: _Context) -> None:
+    """Category names and keypoint names by id (the structure is checked already)."""
+    for cat in doc.get("categories") or []:
+        cat_id = int(cat["id"])
         ctx.categories[cat_id] = str(cat["name"]).strip()
         names = cat.get("keypoints")
         if isinstance(names, list) and names:
@@ -199,26 +249,37 @@ def _find_image(name: str, ctx: _Context) -> Path:
     raise InputError(ctx.json_path, f"image {name!r}: image not found")
 
 
-def _point_shapes(raw: Any) -> list[Shape]:
-    """spinekit's ``images[].points`` (``{"label", "x", "y", ...}``) -> point shapes."""
+def _point_shapes(raw: Any, where: str, warnings: list[str]) -> list[Shape]:
+    """spinekit's ``images[].points`` (``{"label", "x", "y", ...}``) -> point shapes;
+    unusable points are noted in ``warnings``."""
     shapes: list[Shape] = []
-    for point in raw if isinstance(raw, list) else []:
-        if not isinstance(point, dict) or "label" not in point:
-            continue
+    for index, point in enumerate(raw if isinstance(raw, list) else []):
+        at = f"{where}.points[{index}]"
         try:
-            xy = ((float(point["x"]), float(point["y"])),)
-        except (KeyError, TypeError, ValueError):
+            point = mapping(point, at)
+            label = text(required(point, "label", at), f"{at}.label")
+            xy = ((number(required(point, "x", at), f"{at}.x"), number(required(point, "y", at), f"{at}.y")),)
+        except Invalid as exc:
+            warnings.append(str(exc))
             continue
         attrs = {str(k): str(v) for k, v in point.items() if k not in ("label", "x", "y")}
-        shapes.append(Shape(label=str(point["label"]), kind="point", points=xy, attributes=attrs))
+        shapes.append(Shape(label=label, kind="point", points=xy, attributes=attrs))
     return shapes
 
 
-def _image_item(entry: Any, ctx: _Context) -> tuple[int, SourceItem]:
-    if not isinstance(entry, dict) or "id" not in entry or not entry.get("file_name"):
-        raise InputError(ctx.json_path, f"image entry without id or file_name: {str(entry)[:80]}")
+def _patient_id(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return text(value, where) or None
+
+
+def _image_item(entry: dict[str, Any], index: int, ctx: _Context) -> tuple[int, SourceItem]:
+    """One image entry (its structure is checked already); InputError when its file is missing."""
     image_id = int(entry["id"])
-    path = _find_image(str(entry["file_name"]), ctx)
+    path = _find_image(str(entry["file_name"]).strip(), ctx)
+    warnings: list[str] = []
     width, height = entry.get("width"), entry.get("height")
     frame = entry.get("frame")
     known = {
@@ -231,17 +292,19 @@ def _image_item(entry: Any, ctx: _Context) -> tuple[int, SourceItem]:
         "frame",
         "points",
     }
+    shapes = _point_shapes(entry.get("points"), f"images[{index}]", warnings)
     item = SourceItem(
         source=ctx.json_path,
         file_name=path.relative_to(ctx.base).as_posix(),
-        shapes=_point_shapes(entry.get("points")),
+        shapes=shapes,
         image_path=path,
-        width=int(width) if isinstance(width, int | float) else None,
-        height=int(height) if isinstance(height, int | float) else None,
-        patient_id=None if entry.get("patient_id") is None else str(entry["patient_id"]),
+        width=None if width is None else int(width),
+        height=None if height is None else int(height),
+        patient_id=_patient_id(entry.get("patient_id"), f"images[{index}].patient_id"),
         pixel_spacing_mm=parse_spacing(entry.get("pixel_spacing_mm")),
-        frame=int(frame) if isinstance(frame, int) else None,
-        extra={"warnings": [], **{k: v for k, v in entry.items() if k not in known}},
+        frame=None if frame is None else int(frame),
+        extra={"warnings": [f"{ctx.json_path}: {w}" for w in warnings],
+               **{k: v for k, v in entry.items() if k not in known}},
     )
     return image_id, item
 
@@ -266,21 +329,22 @@ def _restore_kind(shape_field: Any, pts: np.ndarray) -> tuple[ShapeKind, np.ndar
     return None
 
 
-def _polygon_shapes(parts: list[Any], label: str, attrs: dict[str, str], shape_field: Any) -> list[Shape]:
+def _polygon_shapes(parts: list[Any], label: str, attrs: dict[str, str], shape_field: Any,
+                    where: str) -> list[Shape]:
     shapes: list[Shape] = []
-    for part in parts:
+    for index, part in enumerate(parts):
+        at = f"{where}[{index}]"
         if not isinstance(part, list) or len(part) % 2 or len(part) < 4:
-            raise ValueError("polygon part is not a flat [x1, y1, x2, y2, ...] list")
-        pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
-        if not np.all(np.isfinite(pts)):
-            raise ValueError("polygon has non-finite coordinates")
+            raise Invalid(at, "polygon part is not a flat [x1, y1, x2, y2, ...] list")
+        pts = np.asarray([number(v, f"{at}[{k}]") for k, v in enumerate(part)], dtype=np.float64)
+        pts = pts.reshape(-1, 2)
         restored = _restore_kind(shape_field, pts)
         if restored is not None:
             kind, pts = restored
         elif len(pts) >= 3:
             kind = "polygon"
         else:
-            raise ValueError(f"polygon part with {len(pts)} points")
+            raise Invalid(at, f"polygon part with {len(pts)} points")
         extra_attrs = dict(attrs)
         if shape_field and restored is None and shape_field != "polygon":
             extra_attrs["shape"] = str(shape_field)
@@ -289,20 +353,19 @@ def _polygon_shapes(parts: list[Any], label: str, attrs: dict[str, str], shape_f
     return shapes
 
 
-def _rle_shapes(seg: dict[str, Any], label: str, attrs: dict[str, str], ctx: _Context) -> list[Shape]:
-    size = seg.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
-        raise ValueError("RLE without a [height, width] size")
-    height, width = int(size[0]), int(size[1])
-    if height <= 0 or width <= 0 or height * width > ctx.max_pixels:
-        raise ValueError(f"RLE size {height}x{width} is empty or over the pixel limit")
-    counts = seg.get("counts")
-    if not isinstance(counts, str | list):
-        raise ValueError("RLE counts are neither a list nor a string")
-    mask = decode_rle(counts, height, width)
+def _rle_shapes(seg: dict[str, Any], label: str, attrs: dict[str, str], size: tuple[int | None, int | None],
+                where: str, ctx: _Context) -> list[Shape]:
+    """Polygons of an RLE mask, whose size must be the image's ``(height, width)`` when declared."""
+    try:
+        height, width = check_rle(seg, *size) if None not in size else check_rle(seg)
+    except ValueError as exc:
+        raise Invalid(where, str(exc)) from exc
+    if height * width > ctx.max_pixels:
+        raise Invalid(where, f"RLE size {height}x{width} is over the pixel limit")
+    mask = decode_rle(seg["counts"], height, width)
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
-        raise ValueError("RLE mask is empty")
+        raise Invalid(where, "RLE mask is empty")
     y0, x0 = int(ys.min()), int(xs.min())
     crop = mask[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1]
     shapes = []
@@ -312,49 +375,58 @@ def _rle_shapes(seg: dict[str, Any], label: str, attrs: dict[str, str], ctx: _Co
     return shapes
 
 
-def _bbox_shape(bbox: Any, label: str, attrs: dict[str, str]) -> list[Shape]:
-    if not isinstance(bbox, list) or len(bbox) != 4:
-        raise ValueError("no segmentation and no [x, y, w, h] bbox")
-    x, y, w, h = (float(v) for v in bbox)
+def _bbox_shape(raw: Any, label: str, attrs: dict[str, str], where: str) -> list[Shape]:
+    x, y, w, h = bbox(raw, where)
     if not (w > 0 and h > 0):
-        raise ValueError(f"bbox {bbox} has no area")
+        raise Invalid(where, f"bbox {raw} has no area")
     return [Shape(label=label, kind="rectangle", points=((x, y), (x + w, y + h)), attributes=attrs)]
 
 
-def _keypoint_shapes(ann: dict[str, Any], cat_id: int, label: str, ctx: _Context) -> list[Shape]:
+def _keypoint_shapes(ann: dict[str, Any], cat_id: int, label: str, instance: str, where: str,
+                     ctx: _Context) -> list[Shape]:
     raw, names = ann.get("keypoints"), ctx.keypoint_names.get(cat_id)
-    if not isinstance(raw, list) or not raw or not names:
+    if raw is None or raw == [] or not names:
         return []
+    raw = sequence(raw, where)
     if len(raw) != 3 * len(names):
-        raise ValueError(f"{len(raw)} keypoint values for {len(names)} keypoint names")
-    instance = {"instance": str(ann.get("id"))}
+        raise Invalid(where, f"{len(raw)} keypoint values for {len(names)} keypoint names")
+    values = np.asarray([number(v, f"{where}[{k}]") for k, v in enumerate(raw)], dtype=np.float64)
     shapes = []
-    for name, (x, y, v) in zip(names, np.asarray(raw, dtype=np.float64).reshape(-1, 3), strict=True):
+    for name, (x, y, v) in zip(names, values.reshape(-1, 3), strict=True):
         if v > 0:
             point = ((float(x), float(y)),)
-            shapes.append(Shape(label=f"{label}:{name}", kind="point", points=point, attributes=instance))
+            shapes.append(Shape(label=f"{label}:{name}", kind="point", points=point,
+                                attributes={"instance": instance}))
     return shapes
 
 
-def _annotation_shapes(ann: dict[str, Any], cat_id: int, ctx: _Context) -> list[Shape]:
-    """All shapes of one annotation; raises ValueError with the reason when unusable."""
+def _annotation_shapes(ann: dict[str, Any], index: int, cat_id: int, size: tuple[int | None, int | None],
+                       ctx: _Context) -> list[Shape]:
+    """All shapes of one annotation; raises :class:`Invalid` naming the field when unusable."""
+    where = f"annotations[{index}]"
     label = ctx.categories[cat_id]
-    attrs = {str(k): str(v) for k, v in (ann.get("attributes") or {}).items() if v is not None}
-    attrs["instance"] = str(ann.get("id"))
+    raw_attrs = mapping(ann.get("attributes"), f"{where}.attributes", optional=True)
+    attrs = {str(k): text(v, f"{where}.attributes.{k}", empty=True) if isinstance(v, str) else str(v)
+             for k, v in raw_attrs.items() if v is not None and not isinstance(v, dict | list)}
+    # an annotation without an id is its own instance all the same
+    instance = str(ann["id"]) if ann.get("id") is not None else f"#{index}"
+    attrs["instance"] = instance
     if ann.get("iscrowd") in (1, True, "1"):
         attrs["iscrowd"] = "1"
     seg = ann.get("segmentation")
     if isinstance(seg, list) and seg:
-        shapes = _polygon_shapes(seg, label, attrs, ann.get("shape"))
+        shapes = _polygon_shapes(seg, label, attrs, ann.get("shape"), f"{where}.segmentation")
     elif isinstance(seg, dict):
-        shapes = _rle_shapes(seg, label, attrs, ctx)
+        shapes = _rle_shapes(seg, label, attrs, size, f"{where}.segmentation", ctx)
+    elif seg not in (None, []):
+        raise Invalid(f"{where}.segmentation", f"must be polygons or an RLE object, got {shown(seg)}")
     elif ann.get("bbox") is not None:
-        shapes = _bbox_shape(ann.get("bbox"), label, attrs)
+        shapes = _bbox_shape(ann.get("bbox"), label, attrs, f"{where}.bbox")
     else:
         shapes = []
-    shapes += _keypoint_shapes(ann, cat_id, label, ctx)
+    shapes += _keypoint_shapes(ann, cat_id, label, instance, f"{where}.keypoints", ctx)
     if not shapes:
-        raise ValueError("no segmentation, bbox or visible keypoints")
+        raise Invalid(where, "no segmentation, bbox or visible keypoints")
     return shapes
 
 
@@ -365,41 +437,37 @@ def _add_annotations(
     ctx: _Context,
     skipped: list[str],
 ) -> None:
-    for index, ann in enumerate(doc.get("annotations", [])):
-        ann_id = ann.get("id", index) if isinstance(ann, dict) else index
-        where = f"{ctx.json_path}: annotation {ann_id}"
-        if not isinstance(ann, dict):
-            skipped.append(f"{where}: not an object")
-            continue
-        try:
-            image_id, cat_id = int(ann["image_id"]), int(ann["category_id"])
-        except (KeyError, TypeError, ValueError):
-            skipped.append(f"{where}: missing or invalid image_id/category_id")
-            continue
+    """Shapes of every annotation onto its image (the structure is checked already)."""
+    for index, ann in enumerate(doc.get("annotations") or []):
+        where = f"{ctx.json_path}: annotations[{index}]"
+        image_id, cat_id = int(ann["image_id"]), int(ann["category_id"])
         if image_id in dropped:
             continue  # its image was skipped already, with the reason
         if image_id not in items:
-            skipped.append(f"{where}: unknown image_id {image_id}")
+            skipped.append(f"{where}.image_id: unknown image id {image_id}")
             continue
         if cat_id not in ctx.categories:
-            skipped.append(f"{where}: unknown category_id {cat_id}")
+            skipped.append(f"{where}.category_id: unknown category id {cat_id}")
             continue
+        item = items[image_id]
         try:
-            items[image_id].shapes.extend(_annotation_shapes(ann, cat_id, ctx))
-        except (ValueError, TypeError) as exc:
-            warnings = items[image_id].extra["warnings"]
+            item.shapes.extend(_annotation_shapes(ann, index, cat_id, (item.height, item.width), ctx))
+        except Invalid as exc:
+            warnings = item.extra["warnings"]
             assert isinstance(warnings, list)
-            warnings.append(f"{where}: {exc}")
+            warnings.append(f"{ctx.json_path}: {exc}")
 
 
 def read_coco(src: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> ReadResult:
     """Read a COCO instances file: one :class:`SourceItem` per image whose file exists.
 
-    Raises :class:`InputError` when no COCO file can be found or it is not valid
-    COCO JSON. Image entries that cannot be used (missing file, path escaping
-    the folder, no id) and annotations pointing at unknown images or categories
-    are listed in ``skipped``; unusable annotations of a good image (bad
-    segmentation) are noted in that item's ``extra["warnings"]``.
+    Raises :class:`InputError` when no COCO file can be found, it is not valid
+    COCO JSON, or a record breaks the structure (see :func:`check_coco_structure`:
+    duplicate ids or file names, missing ids, wrong types). Image entries whose
+    file is missing or escapes the folder, and annotations pointing at unknown
+    images or categories are listed in ``skipped``; unusable annotations of a good
+    image (bad segmentation, an RLE of another size than the image) are noted in
+    that item's ``extra["warnings"]``.
     """
     json_path = find_coco_json(Path(src))
     doc = _load(json_path)
@@ -410,19 +478,19 @@ def read_coco(src: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> ReadRes
         max_pixels=max_pixels,
     )
     result = ReadResult()
-    _categories(doc, ctx, result.skipped)
+    _categories(doc, ctx)
     items: dict[int, SourceItem] = {}
     dropped: set[int] = set()
-    for entry in doc["images"]:
+    for index, entry in enumerate(doc["images"]):
         try:
-            image_id, item = _image_item(entry, ctx)
-        except (InputError, TypeError, ValueError) as exc:
-            result.skipped.append(str(exc) if isinstance(exc, InputError) else f"{json_path}: {exc}")
-            if isinstance(entry, dict) and isinstance(entry.get("id"), int):
-                dropped.add(int(entry["id"]))
+            image_id, item = _image_item(entry, index, ctx)
+        except InputError as exc:
+            result.skipped.append(str(exc))
+            dropped.add(int(entry["id"]))
             continue
-        if image_id in items:
-            result.skipped.append(f"{json_path}: image id {image_id} appears twice; second one skipped")
+        except Invalid as exc:
+            result.skipped.append(f"{json_path}: {exc}")
+            dropped.add(int(entry["id"]))
             continue
         items[image_id] = item
     _add_annotations(doc, items, dropped, ctx, result.skipped)
