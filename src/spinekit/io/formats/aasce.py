@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,38 @@ def _read_rows(path: Path, width: int | None) -> list[list[str]]:
     return rows
 
 
+def _landmark_column(column: int) -> str:
+    return f"x{column + 1}" if column < 68 else f"y{column - 67}"
+
+
+def _numbers(row: list[str], path: Path, index: int, name: str, column_name: Callable[[int], str],
+             bounds: tuple[float, float]) -> np.ndarray:
+    """The row's values as float64, all finite and within ``bounds``; InputError naming the
+    file, the row (1-based), its image and the first bad column otherwise."""
+    try:
+        values = np.asarray(row, dtype=np.float64)  # vectorised parse (the common, valid case)
+        bad = ~(np.isfinite(values) & (values >= bounds[0]) & (values <= bounds[1]))
+    except ValueError:
+        bad = np.array([not _is_float(v) for v in row])
+        column = int(np.flatnonzero(bad)[0])
+        raise InputError(path, f"row {index + 1} ({name}), column {column_name(column)}: "
+                         f"{row[column].strip()[:40]!r} is not a number") from None
+    if bad.any():
+        column = int(np.flatnonzero(bad)[0])
+        raise InputError(path, f"row {index + 1} ({name}), column {column_name(column)}: "
+                         f"{row[column].strip()[:40]} is not a finite number in "
+                         f"[{bounds[0]:g}, {bounds[1]:g}]")
+    return values
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _vertebra_shapes(values: np.ndarray, width: int, height: int) -> list[Shape]:
     xs = values[:68] * width
     ys = values[68:] * height
@@ -60,7 +93,9 @@ def read_aasce(src: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> ReadRe
     """Read the AASCE CSV layout; one item per image with 17 vertebra instances.
 
     Image sizes come from file headers (no pixel decoding). Rows whose values
-    are not numbers in [0, 1] or whose image is missing are skipped with a reason.
+    are not finite numbers in [0, 1] (up to 0.05 outside), whose Cobb angles are not
+    numbers in [-180, 180], or whose image is missing are skipped with a reason naming
+    the file, row and column.
     """
     root = Path(src)
     names_csv, marks_csv, angles_csv = (root / n for n in ("filenames.csv", "landmarks.csv", "angles.csv"))
@@ -78,19 +113,14 @@ def read_aasce(src: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> ReadRe
         try:
             image_path = safe_join(root / "images", name, source=names_csv)
             width, height = image_size(image_path, max_pixels=max_pixels)
-            values = np.asarray([float(v) for v in mark_row], dtype=np.float64)
+            values = _numbers(mark_row, marks_csv, index, name, _landmark_column, (-0.05, 1.05))
+            extra: dict[str, object] = {}
+            if angles is not None:
+                extra["cobb_angles_deg"] = _numbers(angles[index], angles_csv, index, name,
+                                                    lambda c: f"angle {c + 1}", (-180.0, 180.0)).tolist()
         except InputError as exc:
             result.skipped.append(str(exc))
             continue
-        except ValueError:
-            result.skipped.append(f"{marks_csv}: row {index + 1} ({name}) has non-numeric values")
-            continue
-        if not np.all(np.isfinite(values)) or values.min() < -0.05 or values.max() > 1.05:
-            result.skipped.append(f"{marks_csv}: row {index + 1} ({name}) has values outside [0, 1]")
-            continue
-        extra: dict[str, object] = {}
-        if angles is not None:
-            extra["cobb_angles_deg"] = [float(a) for a in angles[index]]
         result.items.append(
             SourceItem(
                 source=marks_csv,
