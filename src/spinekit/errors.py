@@ -16,3 +16,10 @@ class InputError(SpinekitError):
         self.path = None if path is None else str(path)
         self.reason = reason
         super().__init__(reason if path is None else f"{path}: {reason}")
+
+
+class UsageError(SpinekitError, ValueError):
+    """A bad option, argument or setting value (no file to name): one line, naming the option.
+
+    Also a ``ValueError``, so callers that catch ``ValueError`` keep working.
+    """

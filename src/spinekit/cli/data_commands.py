@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from spinekit.cli.progress import console, out_console, progress_bar, step_bars, user_errors
+from spinekit.errors import UsageError
 
 
 def _parse_box(text: str) -> tuple[int, int, int, int]:
     parts = [int(v) for v in text.split(",")]
     if len(parts) != 4:
-        raise ValueError(f"--box needs x0,y0,x1,y1, got {text!r}")
+        raise UsageError(f"--box needs x0,y0,x1,y1, got {text!r}")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -62,9 +63,9 @@ def phantom(
 
     with user_errors():
         if kind != "ultrasound-facet":
-            raise ValueError(f"unknown phantom kind {kind!r}; available: ultrasound-facet")
+            raise UsageError(f"unknown phantom kind {kind!r}; available: ultrasound-facet")
         if n < 1:
-            raise ValueError("--n must be at least 1")
+            raise UsageError("--n must be at least 1")
         with progress_bar("phantom") as progress:
             make_ultrasound_facet_phantom(out, n=n, seed=seed, progress=progress)
     out_console.print(f"wrote {n} frames to {out}/local (F, E) and {out}/full (F, E, TP, SP); "

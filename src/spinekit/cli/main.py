@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from spinekit.cli import data_commands, measure_command, model_commands, study_command
 from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
+from spinekit.errors import UsageError
+
+
+class _Group(TyperGroup):
+    """Runs every command inside :func:`~spinekit.cli.progress.user_errors` (one error mechanism)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with user_errors():
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
+    cls=_Group,
     name="spinekit",
     help="Deep-learning spine image analysis: ingest, clean, split, de-identify, train, evaluate.",
     no_args_is_help=True,
@@ -21,9 +33,13 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Full tracebacks (else one line per error; exit 2 bad input, 1 bug).")] = False,
+) -> None:
     """spinekit command-line interface."""
-    setup_logging(verbose)
+    setup_logging(verbose, debug)
 
 
 def _table(title: str, rows: list[tuple[str, object]]) -> Table:
@@ -102,7 +118,7 @@ def export(
 
     with user_errors():
         if fmt not in ("labelme", "coco"):
-            raise ValueError(f"unknown export format {fmt!r}; choose labelme or coco")
+            raise UsageError(f"unknown export format {fmt!r}; choose labelme or coco")
         with progress_bar("export") as progress:
             count = export_dataset(dataset, out, fmt, progress=progress)  # type: ignore[arg-type]
     out_console.print(f"exported {count} images to {out}")
@@ -114,18 +130,27 @@ def split(
     test_fraction: Annotated[float, typer.Option(help="Share of images held out for test.")] = 0.2,
     folds: Annotated[int, typer.Option(help="Folds over the rest (>= 2).")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ignore_duplicates: Annotated[bool, typer.Option(
+        help="Do not keep duplicate images (same or near-same pixels) in one part.")] = False,
 ) -> None:
     """Patient-level test set plus K folds -> DATASET/splits.json."""
     from spinekit.data.splits import SplitConfig, make_splits
 
     with user_errors():
-        splits = make_splits(dataset, SplitConfig(test_fraction=test_fraction, folds=folds, seed=seed))
+        splits = make_splits(dataset, SplitConfig(test_fraction=test_fraction, folds=folds, seed=seed,
+                                                  group_duplicates=not ignore_duplicates))
     table = Table(title=f"splits of {dataset} (seed {seed})")
     for column in ("part", "images", "patients", "negatives"):
         table.add_column(column)
     for row in splits["summary"]:
         table.add_row(*(str(row[c]) for c in ("part", "images", "patients", "negatives")))
     out_console.print(table)
+    dup = splits["duplicates"]
+    if dup["source"] != "off":
+        units = dup["merged_units"]
+        out_console.print(f"duplicate images ({dup['source'].replace('_', ' ')}): {dup['groups']} groups "
+                          f"kept in one part each; {dup['groups_across_patients']} span patients, "
+                          f"merging {sum(map(len, units))} patients into {len(units)} split units")
 
 
 @app.command()
@@ -140,6 +165,7 @@ def clean(
     show: Annotated[int, typer.Option(help="Findings listed on screen (all are in the report).")] = 15,
 ) -> None:
     """Check a dataset and write DATASET/cleaning_report.json (nothing is deleted)."""
+    from collections import Counter
     from dataclasses import replace
 
     from spinekit.data.cleaning import CleaningConfig, clean_dataset, write_cleaning_report
@@ -169,6 +195,12 @@ def clean(
         where = finding["file"] + (f" #{finding['annotation_id']}" if finding["annotation_id"] else "")
         console.print(f"{finding['severity']}: {where}: {finding['check']}: {finding['reason']}",
                       markup=False, highlight=False, soft_wrap=True)
+    groups = data["duplicate_groups"]
+    if groups:
+        kinds = Counter(g["kind"] for g in groups)
+        out_console.print(f"duplicate images: {len(groups)} groups ({kinds['exact']} exact, "
+                          f"{kinds['near']} near), {sum(len(g['patients']) > 1 for g in groups)} "
+                          "across patients; `spinekit split` keeps each group in one part")
     summary = data["summary"]
     out_console.print(f"{summary['images']} images, {summary['annotations']} instances, "
                       f"{summary['negatives']} negatives; excluded {summary['excluded_images']} "

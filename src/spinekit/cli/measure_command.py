@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from spinekit.cli.progress import out_console, progress_bar, user_errors
+from spinekit.errors import UsageError
 
 
 def _summary_text(summary: dict[str, Any], path: Path) -> str:
@@ -53,7 +54,7 @@ def measure(
 
     with user_errors():
         if view not in VIEWS:
-            raise ValueError(f"unknown view {view!r}; choose {', '.join(VIEWS)}")
+            raise UsageError(f"unknown view {view!r}; choose {', '.join(VIEWS)}")
         drawer = None if overlay is None else _Drawer(overlay)
         rows = []
         with progress_bar("measure") as progress:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from spinekit.cli.progress import console, out_console, user_errors
 from spinekit.data.splits import Part
 from spinekit.engine.hooks import Hook, LoopState
+from spinekit.errors import UsageError
 
 
 class RichTrainHook(Hook):
@@ -86,7 +87,7 @@ def _joint(text: str | None) -> tuple[str, str] | None:
         return None
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"--joint-rule expects PRIMARY,REQUIRED (e.g. F,E), got {text!r}")
+        raise UsageError(f"--joint-rule expects PRIMARY,REQUIRED (e.g. F,E), got {text!r}")
     return parts[0], parts[1]
 
 
@@ -107,12 +108,12 @@ def evaluate(
 
     with user_errors():
         if split not in ("test", "val", "train", "trainval", "all"):
-            raise ValueError(f"unknown split {split!r}")
+            raise UsageError(f"unknown split {split!r}")
         rule = _joint(joint_rule)
         part = cast(Part, split)
         if predictions is not None:
             if data is None:
-                raise ValueError("--predictions needs --data DATASET")
+                raise UsageError("--predictions needs --data DATASET")
             threshold = 0.5 if score_threshold is None else score_threshold
             metrics = evaluate_predictions(predictions, data, split=part, fold=fold,
                                            score_threshold=threshold, joint_rule=rule)
@@ -122,7 +123,7 @@ def evaluate(
                                    which=checkpoint, score_threshold=score_threshold, joint_rule=rule)
             where = run / "metrics.json"
         else:
-            raise ValueError("give a RUN folder or --predictions PRED.json")
+            raise UsageError("give a RUN folder or --predictions PRED.json")
     _print_metrics(metrics)
     out_console.print(f"metrics: {where}")
 

@@ -10,6 +10,7 @@ import typer
 
 from spinekit.cli.progress import console, out_console, user_errors
 from spinekit.engine.hooks import Hook
+from spinekit.errors import UsageError
 
 
 def _hooks() -> Callable[[str, int], Sequence[Hook]]:
@@ -56,12 +57,12 @@ def compare(
         chosen = [name for name, value in (("--models", models), ("--ablation", ablation),
                                            ("--datasets", datasets)) if value]
         if len(chosen) != 1:
-            raise ValueError("give exactly one of --models, --ablation or --datasets")
+            raise UsageError("give exactly one of --models, --ablation or --datasets")
         if datasets:
             arms, mode = dataset_arms(datasets), "datasets"
         else:
             if dataset is None:
-                raise ValueError("give the DATASET folder")
+                raise UsageError("give the DATASET folder")
             arms, mode = (model_arms(dataset, models), "models") if models else (
                 ablation_arms(dataset, str(ablation)), "ablation")
         spec = StudySpec(arms=arms, mode=mode, folds=folds, test_fraction=test_fraction, seed=seed,

@@ -56,7 +56,7 @@ from spinekit.clinical.views import (
     measure_ultrasound_image,
 )
 from spinekit.data.records import DatasetRecords, load_dataset
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_write_text
 from spinekit.masks import CropMask, crop_from_polygons, crop_from_rle
 
@@ -373,9 +373,9 @@ def measure_images(dataset: Path | DatasetRecords, *, predictions: Path | None =
     ValueError for a bad ``view`` or ``workers`` < 1.
     """
     if view not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        raise UsageError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     if int(workers) < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise UsageError(f"workers must be at least 1, got {workers}")
     records = dataset if isinstance(dataset, DatasetRecords) else load_dataset(dataset)
     roles = _Roles.of(records.categories)
     preds, blank = (None, False) if predictions is None else _read_predictions(records, Path(predictions))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from spinekit.errors import UsageError
 from spinekit.levels import is_level
 
 VERTEBRA = "vertebra"
@@ -33,9 +34,9 @@ class ClassMap:
         for entry in spec.split(","):
             source, sep, target = (part.strip() for part in entry.partition("="))
             if not source:
-                raise ValueError(f"--classes: empty class name in {spec!r}")
+                raise UsageError(f"--classes: empty class name in {spec!r}")
             if source in mapping:
-                raise ValueError(f"--classes: {source!r} given twice")
+                raise UsageError(f"--classes: {source!r} given twice")
             name = (target or None) if sep else source
             mapping[source] = name
             if name is not None and name not in order:

@@ -67,12 +67,27 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
         torch.save(payload, tmp)
 
 
+_REQUIRED = {"model": dict, "config": dict, "classes": list, "loop": dict}
+"""Entries every checkpoint has, with their types (optimizer, scheduler and rng may be None)."""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a spinekit checkpoint with ``weights_only=True``; InputError on anything else."""
+    """Load a spinekit checkpoint with ``weights_only=True``.
+
+    InputError naming the file when it is missing, empty, damaged, not a
+    spinekit checkpoint or lacks one of its entries (checked before use, so a
+    bad file never ends in a KeyError).
+    """
     p = Path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(p, "not a spinekit checkpoint: the file is empty (0 bytes)")
     payload = safe_torch_load(p, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != "spinekit-checkpoint-1":
-        raise InputError(p, "not a spinekit checkpoint")
+        raise InputError(p, "not a spinekit checkpoint (no 'format': 'spinekit-checkpoint-1' entry)")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(payload.get(key), kind):
+            raise InputError(p, f"not a spinekit checkpoint: entry {key!r} is missing or not a "
+                             f"{kind.__name__}")
     return payload
 
 

@@ -3,24 +3,32 @@
 ``load_config(path, overrides)`` starts from the defaults below, applies the YAML
 mapping (same nesting as the dataclasses), then each ``section.key=value``
 override (values parsed as YAML, so ``optim.lr=3e-4`` is a float and
-``data.size=[320,320]`` a list). Unknown keys and values of the wrong type raise
-``ValueError`` naming the key. ``dump_config`` writes the resolved config that
-is saved beside every run's outputs.
+``data.size=[320,320]`` a list). Unknown keys, values of the wrong type and
+values outside the range of :data:`RULES` (checked after YAML and overrides,
+NaN and infinity never accepted) raise :class:`~spinekit.errors.UsageError`
+naming the key (``train.batch_size must be >= 1, got 0``); problems in a YAML
+file raise :class:`~spinekit.errors.InputError` naming the file too. YAML is
+read with limits (size, nesting, alias expansion), so an alias bomb is refused
+at once. ``dump_config`` writes the resolved config that is saved beside every
+run's outputs.
 """
 
 from __future__ import annotations
 
+import math
+import reprlib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_write_text
+from spinekit.io.yamlfile import YamlLimitError, load_yaml_text, read_yaml
 
 
 @dataclass(frozen=True)
@@ -108,8 +116,120 @@ class Config:
     eval: EvalSection = field(default_factory=EvalSection)
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 2, 60, 60, 6
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages (never the whole of a huge or deeply nested value)."""
+    return _SHOW.repr(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Allowed values of a numeric setting: ``low <= v <= high`` (``low < v`` when
+    ``low_open``); ``None`` leaves that side open; ``choices`` lists the only values."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[int, ...] = ()
+
+    def check(self, key: str, value: float) -> None:
+        """UsageError ``"<key> must be ..., got <value>"`` when ``value`` breaks the rule."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{key} must be a finite number, got {value}")
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{key} must be one of {', '.join(map(str, self.choices))}, got {value}")
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            raise UsageError(f"{key} must be {'>' if self.low_open else '>='} {_num(self.low)}, got {value}")
+        if self.high is not None and value > self.high:
+            raise UsageError(f"{key} must be <= {_num(self.high)}, got {value}")
+
+
+def _num(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+_BIG = 1_000_000_000
+RULES: dict[str, Rule] = {
+    "data.size": Rule(16, 16384),
+    "data.channels": Rule(choices=(1, 3)),
+    "data.flip_prob": Rule(0, 1),
+    "data.fold": Rule(0, 1000),
+    "data.workers": Rule(0, 256),
+    "model.trainable_layers": Rule(0, 5),
+    "model.min_area": Rule(0, _BIG),
+    "optim.lr": Rule(0, None, low_open=True),
+    "optim.weight_decay": Rule(0, None),
+    "optim.momentum": Rule(0, 1),
+    "optim.warmup_steps": Rule(0, _BIG),
+    "optim.step_milestones": Rule(0, 1),
+    "optim.grad_clip": Rule(0, None),
+    "train.epochs": Rule(1, _BIG),
+    "train.batch_size": Rule(1, 65536),
+    "train.max_steps": Rule(1, _BIG),
+    "train.time_limit_s": Rule(0, None, low_open=True),
+    "train.eval_every": Rule(1, _BIG),
+    "train.early_stop_patience": Rule(0, _BIG),
+    "train.seed": Rule(0, 2**32 - 1),
+    "train.log_every": Rule(1, _BIG),
+    "train.threads": Rule(1, 1024),
+    "eval.score_threshold": Rule(0, 1),
+}
+"""Range of every numeric setting, keyed ``section.key`` (each element of a list
+setting); checked after YAML and overrides, and by the CLI for options that carry
+the same quantity (e.g. ``--score-threshold`` against ``eval.score_threshold``)."""
+
+
+def check_value(key: str, value: Any, rule_key: str | None = None) -> None:
+    """Check ``value`` (a number, a list of numbers or None) against ``RULES[rule_key or key]``;
+    UsageError naming ``key`` (a config key or a CLI option such as ``--score-threshold``)."""
+    rule = RULES[rule_key or key]
+    for item in value if isinstance(value, tuple | list) else (value,):
+        if item is not None:
+            rule.check(key, item)
+
+
+def validate(config: Config) -> Config:
+    """Apply :data:`RULES` to every setting of ``config``; returns it unchanged or raises UsageError."""
+    for section in fields(config):
+        values = getattr(config, section.name)
+        for item in fields(values):
+            key = f"{section.name}.{item.name}"
+            if key in RULES:
+                check_value(key, getattr(values, item.name))
+    return config
+
+
+def _coerce_scalar(value: Any, hint: Any, key: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{key}: expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{key}: expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{key}: expected a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise UsageError(f"{key} must be a finite number, got {value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UsageError(f"{key}: expected a string, got {_show(value)}")
+        if "\x00" in value:
+            raise UsageError(f"{key}: the text contains a NUL character")
+        return value
+    raise UsageError(f"{key}: unsupported type {hint!r}")
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check/convert ``value`` to the annotated type ``hint``; ValueError naming ``key``."""
+    """Check/convert ``value`` to the annotated type ``hint``; UsageError naming ``key``."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -119,58 +239,42 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, arg, key)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0])
+            except UsageError as exc:
+                errors.append(exc)
+        raise errors[0]
     if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        if not isinstance(value, Hashable) or value not in args:
+            raise UsageError(f"{key}: {_show(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
+            raise UsageError(f"{key}: expected a list, got {_show(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], key) for v in value)
         if len(value) != len(args):
-            raise ValueError(f"{key}: expected {len(args)} values, got {value!r}")
+            raise UsageError(f"{key}: expected {len(args)} values, got {_show(value)}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+            raise UsageError(f"{key}: expected a mapping, got {_show(value)}")
         return {str(k): _coerce(v, args[1], key) for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ValueError(f"{key}: unsupported type {hint!r}")
+    return _coerce_scalar(value, hint, key)
 
 
-def _build(cls: type[Any], values: Mapping[str, Any], prefix: str) -> Any:
+def _build(cls: type[Any], values: Mapping[Any, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(k) for k in values if k not in known)
     if unknown:
         where = f"{prefix}{unknown[0]}"
-        raise ValueError(f"unknown config key {where!r}; known keys: "
+        raise UsageError(f"unknown config key {_show(where)}; known keys: "
                          + ", ".join(f"{prefix}{k}" for k in sorted(known)))
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         hint = hints[name]
         if is_dataclass(hint):
             if not isinstance(value, Mapping):
-                raise ValueError(f"{prefix}{name}: expected a mapping")
+                raise UsageError(f"{prefix}{name}: expected a mapping, got {_show(value)}")
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")  # type: ignore[arg-type]
         else:
             kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
@@ -183,20 +287,20 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ValueError(f"--set {dotted}: {part!r} is not a section")
+            raise UsageError(f"--set {dotted}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``; the value is parsed as YAML."""
+    """``"optim.lr=3e-4"`` -> ``("optim.lr", 0.0003)``; the value is parsed as YAML (with limits)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"--set expects key=value, got {text!r}")
+        raise UsageError(f"--set expects key=value, got {_show(text)}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--set {key}: cannot parse value {raw!r} ({exc})") from exc
+        value = load_yaml_text(raw) if raw.strip() else None
+    except YamlLimitError as exc:
+        raise UsageError(f"--set {key.strip()}: cannot parse value {_show(raw)} ({exc})") from exc
     if isinstance(value, str) and _looks_numeric(value):
         value = float(value)
     return key.strip(), value
@@ -224,31 +328,38 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(values: Mapping[str, Any], overrides: Iterable[str] = ()) -> Config:
-    """Defaults <- ``values`` <- overrides; ValueError on unknown keys or bad values."""
+    """Defaults <- ``values`` <- overrides, validated against :data:`RULES`.
+
+    UsageError (a ValueError) naming the key on unknown keys, wrong types or values out of range.
+    """
+    if not isinstance(values, Mapping):
+        raise UsageError(f"a config must be a mapping of sections, got {_show(values)}")
     tree: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
-    return typing.cast(Config, _build(Config, tree, ""))
+    return validate(typing.cast(Config, _build(Config, tree, "")))
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Read a YAML config (or none: defaults) and apply ``--set`` overrides."""
+    """Read a YAML config (or none: defaults) and apply ``--set`` overrides.
+
+    Problems in the file raise InputError naming the file and the key; problems
+    that come with an override raise UsageError naming the key.
+    """
     values: Any = {}
     if path is not None:
         p = Path(path)
-        try:
-            values = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError as exc:
-            raise InputError(p, "config file not found") from exc
-        except yaml.YAMLError as exc:
-            raise InputError(p, f"broken YAML ({exc})") from exc
+        values = read_yaml(p, what="config file") or {}
         if not isinstance(values, Mapping):
-            raise InputError(p, "config must be a YAML mapping")
-    return config_from_dict(values, overrides)
+            raise InputError(p, f"config must be a YAML mapping of sections, got {type(values).__name__}")
+        try:
+            config_from_dict(values)
+        except UsageError as exc:
+            raise InputError(p, str(exc)) from exc
+    return config_from_dict(values, list(overrides))
 
 
 def dump_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
     atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
-

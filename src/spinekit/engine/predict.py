@@ -27,7 +27,7 @@ from PIL import Image
 
 from spinekit.engine.loop import autocast_dtype, predict_batches, select_device
 from spinekit.engine.runs import LoadedRun, load_run
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.evaluation.results import detections_to_coco
 from spinekit.io.atomic import atomic_path, atomic_write_json
 from spinekit.io.images import is_dicom, is_image_file, read_image, to_uint8
@@ -185,7 +185,7 @@ def predict(run: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
     """Predict every input image with the run's model and write the chosen ``formats``."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
-        raise ValueError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+        raise UsageError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_path = Path(out)
     torch_device = select_device(device)
     loaded = load_run(run, which=which, device=torch_device)

@@ -10,7 +10,7 @@ import torch
 
 from spinekit.engine.checkpoint import BEST, LAST, checkpoint_path, load_checkpoint
 from spinekit.engine.config import Config, config_from_dict
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.jsonfile import read_json_object
 from spinekit.models.registry import build_model
 from spinekit.models.semantic import SemanticPostprocess
@@ -41,7 +41,10 @@ def load_run(run: str | Path, *, which: str = "best", device: torch.device | Non
     if which == "best" and not path.exists():
         path = checkpoint_path(folder, LAST)
     payload = load_checkpoint(path)
-    config = config_from_dict(payload["config"])
+    try:
+        config = config_from_dict(payload["config"])
+    except UsageError as exc:
+        raise InputError(path, f"the config stored in the checkpoint is invalid: {exc}") from exc
     classes = [str(c) for c in payload["classes"]]
     model = build_model(config.model.name, num_classes=len(classes), in_channels=config.data.channels,
                         image_size=max(config.data.size), norm=config.model.norm,
@@ -51,7 +54,7 @@ def load_run(run: str | Path, *, which: str = "best", device: torch.device | Non
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise InputError(path, f"checkpoint does not fit model {config.model.name!r} "
-                         f"({str(exc).splitlines()[0][:160]})") from exc
+                         f"({' '.join(str(exc).split())[:160]})") from exc
     # channels_last: +12 % images/s on CPU in benchmarks/bench_inference.py, same AP
     model.to(device or torch.device("cpu")).to(memory_format=torch.channels_last).eval()
     info: dict[str, Any] = {}

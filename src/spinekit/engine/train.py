@@ -11,7 +11,11 @@ Run folder layout::
 
 ``--resume`` continues exactly from ``last.pt``: model, optimiser, scheduler,
 RNG states and loop position; the data order of each epoch is seeded by
-(seed, epoch), so a resumed run repeats the uninterrupted one.
+(seed, epoch), so a resumed run repeats the uninterrupted one. The step and
+epoch limits are those of the config given now (a larger ``train.max_steps`` or
+``train.epochs`` trains on to it; the learning-rate schedule is recomputed for
+the new length); with nothing left to train the run is refused and
+``config.yaml`` is left as it was.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from spinekit.engine.loop import (
     train_one_epoch,
 )
 from spinekit.engine.runlog import RunLog
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_write_json
 from spinekit.models.registry import MODELS, build_model
 from spinekit.models.semantic import SemanticPostprocess
@@ -105,9 +109,18 @@ def _loader(train: SpineDataset, config: Config, epoch: int) -> torch.utils.data
     )
 
 
-def _prepare_run(run: Path, dataset: Path, config: Config, classes: list[str], resume: bool) -> None:
-    if not resume and checkpoint_path(run, LAST).exists():
-        raise InputError(run, "already holds a trained run; use --resume to continue it or another --out")
+def _check_work_left(run: Path, state: LoopState, config: Config) -> None:
+    """A resumed run must have steps left under the (possibly raised) limits; else refuse."""
+    if state.epoch < config.train.epochs and state.step < state.total_steps:
+        return
+    raise InputError(run, f"nothing left to train: the run has done {state.step} steps in {state.epoch} "
+                     f"epochs, the limits are train.max_steps={config.train.max_steps} "
+                     f"({state.total_steps} steps) and train.epochs={config.train.epochs}; "
+                     "raise one of them to continue (config.yaml left unchanged)")
+
+
+def _write_run_files(run: Path, dataset: Path, config: Config, classes: list[str]) -> None:
+    """config.yaml and dataset.json, written only once training is sure to start."""
     if distributed.is_main():
         dump_config(config, run / "config.yaml")
         atomic_write_json(run / "dataset.json", {"dataset": str(dataset.resolve()),
@@ -148,7 +161,7 @@ class _Session:
 
 def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _Session:
     if config.model.name not in MODELS:
-        raise ValueError(f"unknown model {config.model.name!r}; choose one of {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {config.model.name!r}; choose one of {', '.join(MODELS)}")
     device = select_device(config.train.device)
     distributed.init(device)
     torch.manual_seed(config.train.seed)
@@ -167,9 +180,13 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
     total = config.train.max_steps or config.train.epochs * steps_per_epoch
     scheduler = make_scheduler(optimizer, config.optim, total)
     state = LoopState(total_steps=total)
-    _prepare_run(run, dataset, config, classes, resume)
+    if not resume and checkpoint_path(run, LAST).exists():
+        raise InputError(run, "already holds a trained run; use --resume to continue it or another --out")
     if resume:
         state = _restore(run, model, optimizer, scheduler, classes)
+        state.total_steps = total  # the new limits; the lr schedule is stretched to them
+        _check_work_left(run, state, config)
+    _write_run_files(run, dataset, config, classes)
     wrapped: torch.nn.Module = model
     if distributed.world_size() > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model)
@@ -189,11 +206,15 @@ def _restore(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise InputError(checkpoint_path(run, LAST), "checkpoint is from another model "
-                         f"({str(exc).splitlines()[0][:160]})") from exc
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    set_rng_state(payload["rng"])
-    state = LoopState.from_dict(payload["loop"])
+                         f"({' '.join(str(exc).split())[:160]})") from exc
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"])
+        state = LoopState.from_dict(payload["loop"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(checkpoint_path(run, LAST), "cannot resume: optimiser, schedule, random or loop "
+                         f"state does not fit this run ({type(exc).__name__}: {exc})") from exc
     state.epoch += 1
     log.info("resuming %s at epoch %d, step %d", run, state.epoch, state.step)
     return state

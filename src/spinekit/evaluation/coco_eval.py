@@ -43,6 +43,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from spinekit.data.records import DatasetRecords
+from spinekit.errors import UsageError
 from spinekit.evaluation.image_level import (
     ImageTruth,
     apply_joint_rule,
@@ -65,7 +66,7 @@ def _gt_segmentation(ann: Mapping[str, Any]) -> list[list[float]]:
     if rings:
         return rings
     if not ann.get("bbox"):
-        raise ValueError(f"annotation {ann.get('id')} has neither a polygon nor a bbox")
+        raise UsageError(f"annotation {ann.get('id')} has neither a polygon nor a bbox")
     x, y, w, h = (float(v) for v in ann["bbox"])
     return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
@@ -187,11 +188,11 @@ class CocoEvaluator:
                  joint_rule: tuple[str, str] | None = None) -> None:
         bad_types = [t for t in iou_types if t not in IOU_TYPES]
         if bad_types or not iou_types:
-            raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {iou_types}")
+            raise UsageError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {iou_types}")
         sizes = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in records.images}
         missing = sorted({int(i) for i in image_ids} - set(sizes))
         if missing:
-            raise ValueError(f"image ids not in the dataset: {missing[:10]}")
+            raise UsageError(f"image ids not in the dataset: {missing[:10]}")
         self.image_ids = sorted({int(i) for i in image_ids})
         self.iou_types = tuple(iou_types)
         self.score_threshold = float(score_threshold)
@@ -207,7 +208,7 @@ class CocoEvaluator:
         by_name = {name: cid for cid, name in self.names.items()}
         unknown = [n for n in pair if n not in by_name]
         if unknown:
-            raise ValueError(f"joint rule names unknown class {unknown[0]!r}; "
+            raise UsageError(f"joint rule names unknown class {unknown[0]!r}; "
                              f"classes: {sorted(by_name)}")
         return by_name[pair[0]], by_name[pair[1]]
 
@@ -225,14 +226,14 @@ class CocoEvaluator:
         for index, entry in enumerate(results):
             image_id = entry.get("image_id") if isinstance(entry, Mapping) else None
             if image_id not in self._sizes:
-                raise ValueError(f"result {index}: image_id {image_id!r} is not one of the "
+                raise UsageError(f"result {index}: image_id {image_id!r} is not one of the "
                                  f"{len(self.image_ids)} images evaluated")
             try:
                 item = normalise_result(dict(entry), self._sizes[int(image_id)])
             except ValueError as exc:
-                raise ValueError(f"result {index}: {exc}") from exc
+                raise UsageError(f"result {index}: {exc}") from exc
             if item["category_id"] not in self.names:
-                raise ValueError(f"result {index}: unknown category_id {item['category_id']}; "
+                raise UsageError(f"result {index}: unknown category_id {item['category_id']}; "
                                  f"categories: {sorted(self.names)}")
             batch.append(item)
         self.results.extend(batch)

@@ -46,6 +46,7 @@ import numpy as np
 from scipy import sparse
 
 from spinekit.data.records import DatasetRecords
+from spinekit.errors import UsageError
 from spinekit.evaluation.masks import frame_matrix, frame_of, paint
 from spinekit.evaluation.pixel import (
     PIXEL_METRICS,
@@ -78,14 +79,14 @@ def _annotation_window(ann: Mapping[str, Any], height: int, width: int) -> CropM
     seg = ann.get("segmentation")
     if isinstance(seg, dict):
         if [int(v) for v in seg.get("size") or []] != [height, width]:
-            raise ValueError(f"annotation {ann.get('id')}: RLE size {seg.get('size')} differs from the "
+            raise UsageError(f"annotation {ann.get('id')}: RLE size {seg.get('size')} differs from the "
                              f"image size [{height}, {width}]")
         return crop_from_rle(seg)
     rings = [r for r in seg or [] if len(r) >= 6]
     if not rings:
         box = ann.get("bbox")
         if not box:
-            raise ValueError(f"annotation {ann.get('id')} has neither a polygon nor a bbox")
+            raise UsageError(f"annotation {ann.get('id')} has neither a polygon nor a bbox")
         x, y, w, h = (float(v) for v in box)
         rings = [[x, y, x + w, y, x + w, y + h, x, y + h]]
     return crop_from_polygons(rings, height, width)
@@ -215,7 +216,7 @@ def _results_by_image(results: Iterable[Mapping[str, Any]], images: Mapping[int,
     for index, entry in enumerate(results):
         image_id = entry.get("image_id") if isinstance(entry, Mapping) else None
         if not isinstance(image_id, int) or image_id not in images:
-            raise ValueError(f"result {index}: image_id {image_id!r} is not an image of the dataset")
+            raise UsageError(f"result {index}: image_id {image_id!r} is not an image of the dataset")
         if image_id not in out:
             skipped += 1
             continue
@@ -223,11 +224,11 @@ def _results_by_image(results: Iterable[Mapping[str, Any]], images: Mapping[int,
         try:
             item = normalise_result(dict(entry), (int(image["height"]), int(image["width"])))
         except ValueError as exc:
-            raise ValueError(f"result {index}: {exc}") from exc
+            raise UsageError(f"result {index}: {exc}") from exc
         if "segmentation" not in item:
-            raise ValueError(f"result {index}: no segmentation; pixel metrics need masks")
+            raise UsageError(f"result {index}: no segmentation; pixel metrics need masks")
         if item["category_id"] not in classes:
-            raise ValueError(f"result {index}: unknown category_id {item['category_id']}; "
+            raise UsageError(f"result {index}: unknown category_id {item['category_id']}; "
                              f"categories: {sorted(classes)}")
         out[image_id].append(item)
     if skipped:
@@ -260,7 +261,7 @@ def per_image_metrics(records: DatasetRecords, image_ids: Sequence[int],
     wanted = list(dict.fromkeys(int(i) for i in image_ids))
     missing = [i for i in wanted if i not in images]
     if missing:
-        raise ValueError(f"image ids not in the dataset: {missing[:10]}")
+        raise UsageError(f"image ids not in the dataset: {missing[:10]}")
     classes = {cid: k + 1 for k, cid in enumerate(sorted(int(c["id"]) for c in records.categories))}
     excluded = {int(i) for i in excluded_annotations}
     anns: dict[int, list[dict[str, Any]]] = {i: [] for i in wanted}
@@ -268,7 +269,7 @@ def per_image_metrics(records: DatasetRecords, image_ids: Sequence[int],
         image_id = int(ann["image_id"])
         if image_id in anns and int(ann["id"]) not in excluded:
             if int(ann["category_id"]) not in classes:
-                raise ValueError(f"annotation {ann['id']}: unknown category_id {ann['category_id']}")
+                raise UsageError(f"annotation {ann['id']}: unknown category_id {ann['category_id']}")
             anns[image_id].append(ann)
     by_image = _results_by_image(results, images, set(wanted), classes)
     options = _Options(float(score_threshold), float(iou_threshold), float(fuse_fraction),
@@ -318,7 +319,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     total = len(rows)
     sizes = {len(r["confusion"]) for r in rows}
     if len(sizes) > 1:
-        raise ValueError(f"rows have confusion matrices of different sizes: {sorted(sizes)}")
+        raise UsageError(f"rows have confusion matrices of different sizes: {sorted(sizes)}")
     confusion = (np.sum([np.asarray(r["confusion"], dtype=np.int64) for r in rows], axis=0)
                  if rows else np.zeros((1, 1), dtype=np.int64))
     accuracy, iou = class_scores(confusion)

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
@@ -179,5 +179,5 @@ def to_uint8(arr: np.ndarray, contrast: Contrast = "none", *, clip_limit: float 
 
         unit = exposure.equalize_adapthist(unit, clip_limit=clip_limit)
     elif contrast != "minmax":
-        raise ValueError(f"unknown contrast method {contrast!r}")
+        raise UsageError(f"unknown contrast method {contrast!r}")
     return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)

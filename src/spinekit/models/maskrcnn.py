@@ -25,6 +25,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import misc as misc_nn_ops
 
+from spinekit.errors import UsageError
+
 Norm = Literal["group", "frozen_bn", "batch"]
 _RESNETS: dict[str, Callable[..., resnet.ResNet]] = {
     "resnet18": resnet.resnet18,
@@ -49,13 +51,13 @@ def _norm_layer(norm: Norm) -> Callable[[int], nn.Module]:
         return misc_nn_ops.FrozenBatchNorm2d
     if norm == "batch":
         return nn.BatchNorm2d
-    raise ValueError(f"unknown norm {norm!r}; choose group, frozen_bn or batch")
+    raise UsageError(f"unknown norm {norm!r}; choose group, frozen_bn or batch")
 
 
 def resnet_fpn_backbone(*, depth: str, norm: Norm, in_channels: int, fpn_channels: int) -> BackboneWithFPN:
     """ResNet + FPN (levels P2..P5 plus a max-pooled P6), first conv adapted to ``in_channels``."""
     if depth not in _RESNETS:
-        raise ValueError(f"unknown backbone {depth!r}; choose one of {sorted(_RESNETS)}")
+        raise UsageError(f"unknown backbone {depth!r}; choose one of {sorted(_RESNETS)}")
     body = _RESNETS[depth](weights=None, norm_layer=_norm_layer(norm))
     if in_channels != 3:
         body.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

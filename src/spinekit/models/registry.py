@@ -9,6 +9,7 @@ from typing import Literal
 
 from torch import nn
 
+from spinekit.errors import UsageError
 from spinekit.models.maskrcnn import (
     Norm,
     build_maskrcnn_light,
@@ -66,9 +67,9 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size
     and ignore it.
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     if num_classes < 1:
-        raise ValueError("the dataset has no classes: nothing to train")
+        raise UsageError("the dataset has no classes: nothing to train")
     model = MODELS[name].builder(num_classes=num_classes, in_channels=in_channels,
                                  image_size=image_size, norm=norm)
     if postprocess is not None and isinstance(model, SemanticSegmenter):

@@ -44,8 +44,9 @@ def safe_torch_load(path: str | Path, what: str = "weights file") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(p, f"not a loadable PyTorch {what} ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from exc
+        detail = " ".join(str(exc).split())[:200]
+        raise InputError(p, f"not a loadable PyTorch {what} ({exc.__class__.__name__}"
+                         + (f": {detail})" if detail else ")")) from exc
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

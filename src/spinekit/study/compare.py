@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from spinekit.engine.hooks import Hook
+from spinekit.errors import UsageError
 from spinekit.io.atomic import atomic_write_text
 from spinekit.study.folds import fold_config, prepare_splits, read_per_image, run_fold, shared_classes
 from spinekit.study.spec import Arm, StudySpec, open_study, write_study
@@ -66,12 +67,12 @@ def _included(arm: Arm, spec: StudySpec, folder: Path) -> bool:
 
 def _check_spec(spec: StudySpec) -> None:
     if not spec.arms:
-        raise ValueError("nothing to compare: give --models, --ablation or --datasets")
+        raise UsageError("nothing to compare: give --models, --ablation or --datasets")
     if spec.folds < 2:
-        raise ValueError(f"--folds must be >= 2, got {spec.folds}")
+        raise UsageError(f"--folds must be >= 2, got {spec.folds}")
     labels = [arm.label for arm in spec.arms]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"arm labels must differ, got {labels}")
+        raise UsageError(f"arm labels must differ, got {labels}")
 
 
 def run_study(spec: StudySpec, out: str | Path, *, hooks: HookFactory | None = None,

@@ -39,7 +39,7 @@ from spinekit.engine.inference import predict_dataset
 from spinekit.engine.loop import autocast_dtype, select_device
 from spinekit.engine.runs import load_run
 from spinekit.engine.train import eval_dataset_config, fit
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.evaluation.coco_eval import evaluate_results
 from spinekit.evaluation.per_image import aggregate, per_image_metrics
 from spinekit.evaluation.results import write_results
@@ -127,7 +127,7 @@ def fold_config(spec: StudySpec, arm: Arm, fold: int, splits_file: Path) -> Conf
                  f"train.seed={spec.seed + fold}"]
     config = load_config(spec.config, overrides)
     if config.data.val_part == "test":
-        raise ValueError("data.val_part=test would select checkpoints on the study's test set; "
+        raise UsageError("data.val_part=test would select checkpoints on the study's test set; "
                          "use val (the fold) or none")
     return config
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spinekit.data.records import ANNOTATIONS_FILE
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_write_json
 from spinekit.io.jsonfile import read_json_object
 from spinekit.models.registry import MODELS
@@ -73,16 +73,16 @@ class StudySpec:
 
 def _label_ok(label: str) -> str:
     if not label or any(ch in label for ch in "/\\:*?\"<>|") or label in (".", ".."):
-        raise ValueError(f"arm label {label!r} cannot name a folder")
+        raise UsageError(f"arm label {label!r} cannot name a folder")
     return label
 
 
 def _split_list(text: str, what: str) -> list[str]:
     items = [part.strip() for part in text.split(",") if part.strip()]
     if not items:
-        raise ValueError(f"{what}: nothing given")
+        raise UsageError(f"{what}: nothing given")
     if len(set(items)) != len(items):
-        raise ValueError(f"{what}: {text!r} names an entry twice")
+        raise UsageError(f"{what}: {text!r} names an entry twice")
     return items
 
 
@@ -91,7 +91,7 @@ def model_arms(dataset: Path, models: str) -> tuple[Arm, ...]:
     arms = []
     for name in _split_list(models, "--models"):
         if name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+            raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
         arms.append(Arm(name, dataset, (f"model.name={name}",)))
     return tuple(arms)
 
@@ -101,15 +101,15 @@ def ablation_arms(dataset: Path, ablation: str) -> tuple[Arm, ...]:
     key, sep, values = ablation.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"--ablation expects key=value1,value2, got {ablation!r}")
+        raise UsageError(f"--ablation expects key=value1,value2, got {ablation!r}")
     target, aliases = ABLATION_ALIASES.get(key, (key, {}))
     items = _split_list(values, "--ablation")
     if len(items) < 2:
-        raise ValueError(f"--ablation {key}: give at least two values to compare")
+        raise UsageError(f"--ablation {key}: give at least two values to compare")
     arms = []
     for item in items:
         if aliases and item not in aliases:
-            raise ValueError(f"--ablation {key}: {item!r} is not one of {', '.join(aliases)}")
+            raise UsageError(f"--ablation {key}: {item!r} is not one of {', '.join(aliases)}")
         value = aliases.get(item, item)
         arms.append(Arm(_label_ok(f"{key}={item}"), dataset, (f"{target}={value}",)))
     return tuple(arms)
@@ -121,13 +121,13 @@ def dataset_arms(datasets: str) -> tuple[Arm, ...]:
     for item in _split_list(datasets, "--datasets"):
         label, sep, folder = item.partition("=")
         if not sep or not label.strip() or not folder.strip():
-            raise ValueError(f"--datasets expects label=DIR pairs, got {item!r}")
+            raise UsageError(f"--datasets expects label=DIR pairs, got {item!r}")
         path = Path(folder.strip())
         if not (path / ANNOTATIONS_FILE).is_file():
             raise InputError(path, "not a spinekit dataset (no annotations.json)")
         arms.append(Arm(_label_ok(label.strip()), path))
     if len(arms) < 2:
-        raise ValueError("--datasets: give at least two datasets to compare")
+        raise UsageError("--datasets: give at least two datasets to compare")
     return tuple(arms)
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spinekit.errors import UsageError
+
 
 @dataclass(frozen=True)
 class ResizePlan:
@@ -81,7 +83,7 @@ def flip_pairs_to_label_map(pairs: Mapping[str, str], category_ids: Mapping[str,
     for left, right in pairs.items():
         for name in (left, right):
             if name not in category_ids:
-                raise ValueError(f"flip pair names unknown class {name!r}; classes: {sorted(category_ids)}")
+                raise UsageError(f"flip pair names unknown class {name!r}; classes: {sorted(category_ids)}")
         out[category_ids[left]] = category_ids[right]
         out[category_ids[right]] = category_ids[left]
     return out
