@@ -155,7 +155,7 @@ def test_mapping_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="mask mapping not found"):
         read_masks(tmp_path)
     _labels(tmp_path, {"one": "L1"})
-    with pytest.raises(InputError, match="not integer -> name"):
+    with pytest.raises(InputError, match=r"mask_values.one: key .one. is not a mask value"):
         read_masks(tmp_path)
     other = tmp_path / "mine.json"
     other.write_text(json.dumps({"mask_values": {"1": "L1", "2": "T12"}}), encoding="utf-8")

@@ -42,6 +42,7 @@ from spinekit.io.images import MAX_IMAGE_PIXELS, image_size, is_image_file
 from spinekit.io.jsonfile import parse_spacing, read_json
 from spinekit.io.paths import safe_join
 from spinekit.io.shapes import ReadResult, Shape, SourceItem
+from spinekit.io.validate import Invalid, fail, integer, mapping, required, shown, spacing, text
 from spinekit.levels import is_level
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ SLICES_FILE = "slices.json"
 MASK_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp"})
 VERTEBRA = "vertebra"
 _TOLERANCE = 0.5
+MAX_MASK_VALUE = 65535
+"""Largest label value a mask image can hold (16-bit PNG)."""
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,24 @@ def load_mask_mapping(path: str | Path) -> MaskMapping:
     if not isinstance(raw, dict) or not raw:
         raise InputError(p, 'no \'mask_values\' object ({"1": "L5", ...})')
     values: dict[int, str] = {}
-    for key, name in raw.items():
-        if not str(key).strip().isdigit() or not isinstance(name, str) or not name.strip():
-            raise InputError(p, f"mask_values entry {key!r}: {name!r} is not integer -> name")
-        values[int(key)] = name.strip()
-    background = doc.get("background", 0)
-    if not isinstance(background, int) or background in values:
+    try:
+        for key, name in raw.items():
+            where = f"mask_values.{key}"
+            if not (key.strip().isascii() and key.strip().isdigit()) or int(key) > MAX_MASK_VALUE:
+                raise Invalid(where, f"key {key!r} is not a mask value (an integer 0..{MAX_MASK_VALUE})")
+            if int(key) in values:
+                raise Invalid(where, f"mask value {int(key)} is given twice")
+            values[int(key)] = text(name, where)
+        background = integer(doc.get("background", 0), "background", hi=MAX_MASK_VALUE)
+        pixel_spacing = spacing(doc.get("pixel_spacing_mm"), "pixel_spacing_mm")
+    except Invalid as exc:
+        fail(p, exc)
+    if background in values:
         raise InputError(p, f"background {background!r} must be an integer not in mask_values")
     mask_type = doc.get("mask_type", "label")
     if mask_type not in ("label", "instance"):
-        raise InputError(p, f"mask_type {mask_type!r} must be 'label' or 'instance'")
-    return MaskMapping(values, background, parse_spacing(doc.get("pixel_spacing_mm")), mask_type)
+        raise InputError(p, f"mask_type {shown(mask_type)} must be 'label' or 'instance'")
+    return MaskMapping(values, background, pixel_spacing, mask_type)
 
 
 # ----------------------------------------------------------------------------- mask -> shapes
@@ -252,12 +262,20 @@ def _slice_pairs(src: Path, skipped: list[str]) -> list[_Pair]:
         raise InputError(path, "must be a list of {image, mask, ...} entries")
     pairs: list[_Pair] = []
     for index, entry in enumerate(doc):
-        if not isinstance(entry, dict) or not entry.get("image") or not entry.get("mask"):
-            skipped.append(f"{path}: entry {index} has no image or mask")
+        where = f"[{index}]"
+        try:
+            entry = mapping(entry, where)
+            image_name = text(required(entry, "image", where), f"{where}.image")
+            mask_name = text(required(entry, "mask", where), f"{where}.mask")
+            spacing(entry.get("pixel_spacing_mm"), f"{where}.pixel_spacing_mm")
+            if entry.get("patient_id") is not None and not isinstance(entry["patient_id"], int):
+                text(entry["patient_id"], f"{where}.patient_id")
+        except Invalid as exc:
+            skipped.append(f"{path}: {exc}")
             continue
         try:
-            image = safe_join(src, str(entry["image"]), source=path)
-            mask = safe_join(src, str(entry["mask"]), source=path)
+            image = safe_join(src, image_name, source=path)
+            mask = safe_join(src, mask_name, source=path)
         except InputError as exc:
             skipped.append(f"{exc} (entry {index})")
             continue
