@@ -42,11 +42,19 @@ def mri_dir() -> Path:
     return shared_data(LUMBAR_MRI, "slices.json")
 
 
-def write_png(path: Path, width: int = 64, height: int = 48, value: int | None = None) -> Path:
-    """A small gray PNG with a gradient (or a constant ``value``)."""
+def write_png(path: Path, width: int = 64, height: int = 48, value: int | None = None,
+              texture: int | None = None) -> Path:
+    """A small gray PNG with a gradient (or a constant ``value``).
+
+    With ``texture`` (a seed), half gradient and half seeded noise: images with
+    different textures are not duplicates of each other (``spinekit clean``/``split``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if value is None:
         arr = (np.add.outer(np.arange(height), np.arange(width)) % 256).astype(np.uint8)
+        if texture is not None:
+            noise = np.random.default_rng(texture).integers(0, 256, (height, width))
+            arr = (arr // 2 + noise // 2).astype(np.uint8)
     else:
         arr = np.full((height, width), value, dtype=np.uint8)
     Image.fromarray(arr).save(path)
@@ -71,7 +79,7 @@ def labelme_folder(tmp_path: Path) -> Path:
     for patient in range(3):
         for frame in range(2):
             name = f"P{patient:03d}_F{frame:03d}"
-            write_png(src / f"{name}.png", 64, 48)
+            write_png(src / f"{name}.png", 64, 48, texture=2 * patient + frame)
             shapes = [] if (patient, frame) == (2, 1) else [
                 poly("F", [[10, 10], [20, 10], [20, 18], [10, 18]]),
                 poly("E", [[30, 30], [50, 30], [50, 36]]),

@@ -44,8 +44,10 @@ def ann(ann_id: int, image_id: int, poly: list[float], *, cat: int = 1, level: s
 
 
 def write_png(path: Path, width: int = 64, height: int = 64) -> None:
+    """A PNG of seeded noise, different for every file name (no duplicate images)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = (np.arange(width * height) % 251).astype(np.uint8).reshape(height, width)
+    seed = int.from_bytes(hashlib.sha256(path.name.encode()).digest()[:4], "little")
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
 
 
@@ -110,6 +112,7 @@ EXPECTED = {
     ("naming", 4, None, "bad name.png"),
     ("naming", 6, None, "case.png"),
     ("naming", 8, None, "clean2.png"),
+    ("duplicate_image", 8, None, "clean2.png"),  # images 7 and 8 both read clean2.png
     ("incorrect_mark", 9, 20, "marks.png"),
     ("incorrect_mark", 9, 21, "marks.png"),
     ("incorrect_mark", 9, 22, "marks.png"),
@@ -206,7 +209,7 @@ def test_report_written_inputs_untouched(defects: Path) -> None:
     assert on_disk == report.to_dict()
     assert set(on_disk) == {"version", "config", "exclude_checks", "counts", "findings",
                             "excluded_images", "excluded_annotations", "negative_images",
-                            "summary"}
+                            "duplicate_groups", "summary"}
     assert load_exclusions(defects) == ({2, 3, 10, 13},
                                         {20, 21, 22, 23, 24, 40, 41, 43, 45, 50, 60})
 

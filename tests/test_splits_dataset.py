@@ -23,7 +23,7 @@ def _dataset(tmp_path: Path, patients: int = 12, frames: int = 3) -> Path:
     for p in range(patients):
         for f in range(frames):
             name = f"P{p:03d}_F{f:03d}"
-            write_png(src / f"{name}.png", 80, 40)
+            write_png(src / f"{name}.png", 80, 40, texture=p * frames + f)
             negative = f == 2 and p % 2 == 0
             shapes = [] if negative else [
                 poly("TP_left", [[4, 4], [20, 4], [20, 14], [4, 14]]),

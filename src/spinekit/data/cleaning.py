@@ -11,6 +11,11 @@ damaged_file        error     yes        image missing, undecodable or truncated
                                          annotation file skipped at ingest (already out)
 naming              warning   no         base name breaks ``name_pattern``; two file
                                          names differ only by case; file name repeated
+duplicate_image     warning   no         same decoded pixels as another image, or a near
+                                         copy (re-encoded, resized, brightened): see
+                                         :mod:`spinekit.data.duplicates`; every image of
+                                         a group after its first (needs the full decode,
+                                         not run with ``verify_pixels`` off)
 incorrect_mark      error     yes        unknown category; polygon with < 3 distinct
                                          points or no polygon; ``level`` attribute not a
                                          vertebra level (C1-C7, T1-T12, L1-L6, S, S1-S5,
@@ -85,6 +90,13 @@ from spinekit.data.cleaning_checks import (
     measure,
     outlier_findings,
     parse_rings,
+)
+from spinekit.data.duplicates import (
+    Fingerprint,
+    describe_groups,
+    duplicate_groups,
+    duplicate_image_findings,
+    fingerprint,
 )
 from spinekit.data.records import (
     ANNOTATIONS_FILE,
@@ -165,6 +177,7 @@ class CleaningReport:
     negative_images: list[int]
     n_images: int
     n_annotations: int
+    duplicate_groups: list[dict[str, Any]] | None = None  # None: not checked (no full decode)
 
     def counts(self) -> dict[str, int]:
         """Findings per check id (every check listed, 0 included)."""
@@ -194,6 +207,7 @@ class CleaningReport:
             "excluded_images": list(self.excluded_images),
             "excluded_annotations": list(self.excluded_annotations),
             "negative_images": list(self.negative_images),
+            "duplicate_groups": self.duplicate_groups,
             "summary": self.summary(),
         }
 
@@ -229,48 +243,54 @@ def ingest_findings(root: Path) -> list[Finding]:
     return out
 
 
-def _read_size(records: DatasetRecords, image: dict[str, Any], verify: bool) -> Size:
+def _read_size(records: DatasetRecords, image: dict[str, Any],
+               verify: bool) -> tuple[Size, Fingerprint | None]:
     path = records.image_path(image)
     if verify:
         pixels = read_image(path, frame=int(image.get("frame") or 0))
-        return int(pixels.shape[1]), int(pixels.shape[0])
-    return image_size(path)
+        return (int(pixels.shape[1]), int(pixels.shape[0])), fingerprint(pixels)
+    return image_size(path), None
 
 
-def _image_check(records: DatasetRecords, image: dict[str, Any],
-                 verify: bool) -> tuple[list[Finding], Size | None]:
+ImageResult = tuple[list[Finding], Size | None, Fingerprint | None]
+
+
+def _image_check(records: DatasetRecords, image: dict[str, Any], verify: bool) -> ImageResult:
     """Decode (or read the header of) one image; damaged file or size mismatch findings."""
     image_id, file = int(image["id"]), str(image.get("file_name", ""))
     try:
-        width, height = _read_size(records, image, verify)
+        (width, height), printed = _read_size(records, image, verify)
     except InputError as exc:
-        return [Finding("damaged_file", file, exc.reason, image_id=image_id)], None
+        return [Finding("damaged_file", file, exc.reason, image_id=image_id)], None, None
     declared = image.get("declared_size")
     recorded = tuple(declared) if isinstance(declared, list) and len(declared) == 2 else (
         image.get("width"), image.get("height"))
     if all(isinstance(v, int | float) for v in recorded) and recorded != (width, height):
         reason = (f"annotations record {recorded[0]}x{recorded[1]} px but the image file is "
                   f"{width}x{height} px: the annotations may belong to another image")
-        return [Finding("foreign_annotation", file, reason, image_id=image_id)], (width, height)
-    return [], (width, height)
+        return [Finding("foreign_annotation", file, reason, image_id=image_id)], (width, height), printed
+    return [], (width, height), printed
 
 
-def _image_checks(records: DatasetRecords, verify: bool,
-                  progress: Progress | None) -> tuple[list[Finding], dict[int, Size | None]]:
+def _image_checks(records: DatasetRecords, verify: bool, progress: Progress | None,
+                  ) -> tuple[list[Finding], dict[int, Size | None], dict[int, Fingerprint]]:
     """Run :func:`_image_check` on every image (threads: decoding releases the GIL)."""
     findings: list[Finding] = []
     sizes: dict[int, Size | None] = {}
+    prints: dict[int, Fingerprint] = {}
     total = len(records.images)
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda img: _image_check(records, img, verify), records.images)
-        for done, (image, (found, size)) in enumerate(zip(records.images, results,
-                                                           strict=True), 1):
+        for done, (image, (found, size, printed)) in enumerate(zip(records.images, results,
+                                                                    strict=True), 1):
             findings.extend(found)
             sizes[int(image["id"])] = size
+            if printed is not None:
+                prints[int(image["id"])] = printed
             if progress is not None:
                 progress(done, total)
-    return findings, sizes
+    return findings, sizes, prints
 
 
 def naming_findings(images: list[dict[str, Any]], pattern: str) -> list[Finding]:
@@ -447,8 +467,11 @@ def clean_dataset(root: Path, config: CleaningConfig = CleaningConfig(), *,
     categories = {_int_id(c, "id", "category", root): str(c.get("name", ""))
                   for c in records.categories}
     findings = ingest_findings(root)
-    image_found, sizes = _image_checks(records, config.verify_pixels, progress)
+    image_found, sizes, prints = _image_checks(records, config.verify_pixels, progress)
     findings += image_found + naming_findings(records.images, config.name_pattern)
+    groups = describe_groups(duplicate_groups(prints), images, prints) \
+        if config.verify_pixels else None
+    findings += duplicate_image_findings(groups or [])
     ctx = _Context(config, categories, images, sizes, _majority_kinds(records.annotations))
     findings += _annotation_pass(records, ctx)
     exclude = config.exclude_checks()
@@ -457,7 +480,7 @@ def clean_dataset(root: Path, config: CleaningConfig = CleaningConfig(), *,
     findings.sort(key=lambda f: (order[f.check], f.image_id if f.image_id is not None else -1,
                                  f.annotation_id if f.annotation_id is not None else -1))
     report = CleaningReport(config, exclude, findings, sorted(bad_images), sorted(bad_anns),
-                            negatives, len(records.images), len(records.annotations))
+                            negatives, len(records.images), len(records.annotations), groups)
     log.info("cleaned %s: %s", root, report.summary())
     return report
 

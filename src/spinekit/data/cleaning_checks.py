@@ -39,6 +39,8 @@ CHECKS: dict[str, CheckInfo] = {
                               "annotation file skipped at ingest"),
     "naming": CheckInfo("warning", False, "file name breaks the naming rule, differs from "
                         "another only by case, or is repeated"),
+    "duplicate_image": CheckInfo("warning", False, "same pixels, or a near copy (re-encoded, "
+                                 "resized, brightened), as another image: split keeps them together"),
     "incorrect_mark": CheckInfo("error", True, "unknown category, no usable polygon (< 3 distinct "
                                 "points), invalid, repeated or out-of-order vertebra level"),
     "wrong_shape_kind": CheckInfo("warning", False, "instance drawn with another shape kind "
