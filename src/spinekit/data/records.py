@@ -32,6 +32,22 @@ from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_json
 from spinekit.io.jsonfile import read_json_object
 from spinekit.io.paths import safe_join
+from spinekit.io.validate import (
+    MAX_COORDINATE,
+    Invalid,
+    bbox,
+    fail,
+    integer,
+    mapping,
+    number,
+    required,
+    sequence,
+    side,
+    spacing,
+    text,
+    unique,
+)
+from spinekit.masks import check_rle
 
 ANNOTATIONS_FILE = "annotations.json"
 INGEST_REPORT_FILE = "ingest_report.json"
@@ -87,7 +103,7 @@ class DatasetRecords:
     def save(self) -> Path:
         """Write ``annotations.json`` atomically; returns its path."""
         path = self.root / ANNOTATIONS_FILE
-        atomic_write_json(path, self.to_coco())
+        atomic_write_json(path, self.to_coco(), strict=True)
         return path
 
 
@@ -103,6 +119,10 @@ def load_dataset(root: str | Path) -> DatasetRecords:
     for key in ("images", "annotations", "categories"):
         if not isinstance(coco.get(key), list):
             raise InputError(path, f"missing or invalid {key!r} list")
+    try:
+        check_dataset(coco)
+    except Invalid as exc:
+        fail(path, exc)
     return DatasetRecords(
         root=folder,
         images=coco["images"],
@@ -110,6 +130,87 @@ def load_dataset(root: str | Path) -> DatasetRecords:
         categories=coco["categories"],
         info=dict(coco.get("info") or {}),
     )
+
+
+def _check_rings(value: Any, where: str) -> None:
+    """A list of flat polygons ``[[x1, y1, ...], ...]`` of plain, bounded numbers."""
+    for index, ring in enumerate(sequence(value, where)):
+        if not (isinstance(ring, list) and len(ring) >= 4 and len(ring) % 2 == 0
+                and all(type(v) in (int, float) for v in ring)):
+            raise Invalid(f"{where}[{index}]", "must be a flat [x1, y1, x2, y2, ...] list of numbers")
+        if not -MAX_COORDINATE <= min(ring) <= max(ring) <= MAX_COORDINATE:
+            raise Invalid(f"{where}[{index}]", f"coordinates outside +-{MAX_COORDINATE:g}")
+
+
+def _check_images(images: list[Any]) -> None:
+    ids = []
+    for index, image in enumerate(images):
+        where = f"images[{index}]"
+        image = mapping(image, where)
+        ids.append((f"{where}.id", integer(required(image, "id", where), f"{where}.id")))
+        text(required(image, "file_name", where), f"{where}.file_name")
+        for key in ("width", "height"):
+            side(required(image, key, where), f"{where}.{key}")
+        patient = image.get("patient_id")
+        if patient is not None and not isinstance(patient, int):
+            text(patient, f"{where}.patient_id")
+        spacing(image.get("pixel_spacing_mm"), f"{where}.pixel_spacing_mm")
+        for k, pt in enumerate(sequence(image.get("points"), f"{where}.points", optional=True)):
+            at = f"{where}.points[{k}]"
+            pt = mapping(pt, at)
+            text(required(pt, "label", at), f"{at}.label")
+            number(required(pt, "x", at), f"{at}.x")
+            number(required(pt, "y", at), f"{at}.y")
+    unique(ids, "image id")
+
+
+def _check_annotations(annotations: list[Any], sizes: dict[int, tuple[int, int]]) -> None:
+    ids = []
+    for index, ann in enumerate(annotations):
+        where = f"annotations[{index}]"
+        ann = mapping(ann, where)
+        ids.append((f"{where}.id", integer(required(ann, "id", where), f"{where}.id")))
+        integer(required(ann, "image_id", where), f"{where}.image_id")
+        integer(required(ann, "category_id", where), f"{where}.category_id")
+        seg = ann.get("segmentation")
+        if isinstance(seg, dict):
+            try:
+                check_rle(seg, *sizes.get(int(ann["image_id"]), (None, None)))
+            except ValueError as exc:
+                raise Invalid(f"{where}.segmentation", str(exc)) from exc
+        elif seg is not None:
+            _check_rings(seg, f"{where}.segmentation")
+        if ann.get("bbox") is not None:
+            bbox(ann["bbox"], f"{where}.bbox")
+        if not ann.get("segmentation") and ann.get("bbox") is None:
+            raise Invalid(where, "has neither a segmentation nor a bbox")
+        mapping(ann.get("attributes"), f"{where}.attributes", optional=True)
+    unique(ids, "annotation id")
+
+
+def check_dataset(coco: dict[str, Any]) -> None:
+    """Check the structure of a dataset's COCO dict (``images``, ``annotations``,
+    ``categories``): the fields every command relies on are present with the right types
+    and ids are unique integers (category names too). Raises
+    :class:`~spinekit.io.validate.Invalid` naming the record (``annotations[3].category_id``).
+
+    What is well-formed but wrong (an annotation of an unknown image or category, a
+    repeated file name, a degenerate polygon) is left to ``spinekit clean`` to report."""
+    category_ids, names = [], []
+    for index, cat in enumerate(coco["categories"]):
+        where = f"categories[{index}]"
+        cat = mapping(cat, where)
+        category_ids.append((f"{where}.id", integer(required(cat, "id", where), f"{where}.id")))
+        names.append((f"{where}.name", text(required(cat, "name", where), f"{where}.name")))
+    unique(category_ids, "category id")
+    unique(names, "category name")
+    _check_images(coco["images"])
+    sizes = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in coco["images"]}
+    _check_annotations(coco["annotations"], sizes)
+    if coco.get("info") is not None:
+        info = mapping(coco["info"], "info")
+        if info.get("image_root") is not None:
+            text(info["image_root"], "info.image_root")
 
 
 def read_json_report(root: str | Path, name: str) -> dict[str, Any] | None:
