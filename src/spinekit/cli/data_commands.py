@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
-from spinekit.cli.progress import console, out_console, progress_bar, step_bars, user_errors
+from spinekit.cli.progress import check_options, console, out_console, progress_bar, step_bars, user_errors
 from spinekit.errors import UsageError
 
 
 def _parse_box(text: str) -> tuple[int, int, int, int]:
-    parts = [int(v) for v in text.split(",")]
-    if len(parts) != 4:
-        raise UsageError(f"--box needs x0,y0,x1,y1, got {text!r}")
+    try:
+        parts = [int(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4 or min(parts) < 0:
+        raise UsageError(f"--box needs four whole numbers >= 0, x0,y0,x1,y1, got {text!r}")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -37,6 +40,7 @@ def deidentify(
     from spinekit.data.deidentify import deidentify as run_deidentify
 
     with user_errors():
+        check_options(header_fraction=(header_fraction, "option.fraction"))
         config = DeidConfig(salt=salt, blank_header_fraction=header_fraction,
                             blank_boxes=tuple(_parse_box(b) for b in box or []),
                             blank_outside_sector=outside_sector, keep_private=keep_private)

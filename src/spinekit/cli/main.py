@@ -10,7 +10,15 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from spinekit.cli import data_commands, measure_command, model_commands, study_command
-from spinekit.cli.progress import console, out_console, progress_bar, setup_logging, user_errors
+from spinekit.cli.progress import (
+    check_options,
+    check_regex,
+    console,
+    out_console,
+    progress_bar,
+    setup_logging,
+    user_errors,
+)
 from spinekit.errors import UsageError
 
 
@@ -83,9 +91,12 @@ def ingest(
     from spinekit.data.ingest import ingest as run_ingest
 
     with user_errors():
+        check_regex("--patient-pattern", patient_pattern)
+        check_options(max_megapixels=(max_megapixels, "option.positive"),
+                      min_component_px=(min_component_px, "option.size"))
         options = IngestOptions(
             format=fmt, classes=classes, patient_pattern=patient_pattern,
-            copy_images=not reference, frames=frames if frames == "all" else int(frames),
+            copy_images=not reference, frames=_frames(frames),
             salt=salt, overwrite=overwrite, label_attribute=label_attribute, mapping=mapping,
             min_component_px=min_component_px, max_pixels=int(max_megapixels * 1_000_000),
             verify_pixels=not quick,
@@ -105,6 +116,14 @@ def ingest(
                       soft_wrap=True)
     if len(report.skipped) > 20:
         console.print(f"... and {len(report.skipped) - 20} more in {out}/ingest_report.json")
+
+
+def _frames(text: str) -> str | int:
+    if text == "all":
+        return "all"
+    if not text.strip().isdigit():
+        raise UsageError(f"--frames must be 'all' or a frame index (0, 1, ...), got {text!r}")
+    return int(text)
 
 
 @app.command()
@@ -137,6 +156,7 @@ def split(
     from spinekit.data.splits import SplitConfig, make_splits
 
     with user_errors():
+        check_options(test_fraction=(test_fraction, "option.fraction"), seed=(seed, "train.seed"))
         splits = make_splits(dataset, SplitConfig(test_fraction=test_fraction, folds=folds, seed=seed,
                                                   group_duplicates=not ignore_duplicates))
     table = Table(title=f"splits of {dataset} (seed {seed})")
@@ -172,6 +192,8 @@ def clean(
     from spinekit.data.cleaning_checks import CHECKS
 
     with user_errors():
+        check_regex("--name-pattern", name_pattern)
+        check_options(outlier_z=(outlier_z, "option.positive"), show=(show, "option.size"))
         config = CleaningConfig(outlier_z=outlier_z, verify_pixels=not quick,
                                 exclude=tuple(exclude.split(",")) if exclude else None)
         if name_pattern:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from spinekit.cli.progress import out_console, progress_bar, user_errors
+from spinekit.cli.progress import check_options, out_console, progress_bar, user_errors
 from spinekit.errors import UsageError
 
 
@@ -53,6 +53,7 @@ def measure(
     from spinekit.clinical.summary import summarize
 
     with user_errors():
+        check_options(score_threshold=(score_threshold, "eval.score_threshold"))
         if view not in VIEWS:
             raise UsageError(f"unknown view {view!r}; choose {', '.join(VIEWS)}")
         drawer = None if overlay is None else _Drawer(overlay)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from spinekit.cli.progress import console, out_console, user_errors
+from spinekit.cli.progress import check_options, console, out_console, user_errors
 from spinekit.data.splits import Part
 from spinekit.engine.hooks import Hook, LoopState
 from spinekit.errors import UsageError
@@ -107,6 +107,7 @@ def evaluate(
     from spinekit.engine.evaluate import evaluate_predictions, evaluate_run
 
     with user_errors():
+        check_options(score_threshold=(score_threshold, "eval.score_threshold"), fold=(fold, "data.fold"))
         if split not in ("test", "val", "train", "trainval", "all"):
             raise UsageError(f"unknown split {split!r}")
         rule = _joint(joint_rule)
@@ -168,6 +169,8 @@ def predict(
     from spinekit.engine.predict import predict as run_predict
 
     with user_errors():
+        check_options(score_threshold=(score_threshold, "eval.score_threshold"),
+                      batch_size=(batch_size, "train.batch_size"))
         formats = [f.strip() for f in fmt.split(",") if f.strip()]
         with progress_bar("predict") as progress:
             report = run_predict(run, inputs, out, formats=formats, batch_size=batch_size, device=device,
@@ -187,5 +190,6 @@ def report(
     from spinekit.reports.html import build_report
 
     with user_errors():
+        check_options(max_overlays=(max_overlays, "option.size"))
         path = build_report(run, dataset=data, max_overlays=max_overlays)
     out_console.print(f"report: {path}")

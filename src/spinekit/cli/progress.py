@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -20,7 +21,7 @@ from rich.progress import (
 from rich.text import Text
 from typer.exceptions import TyperException
 
-from spinekit.errors import SpinekitError
+from spinekit.errors import SpinekitError, UsageError
 
 console = Console(stderr=True)
 out_console = Console()
@@ -101,6 +102,28 @@ def step_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
     """Yield ``new_step(name) -> progress(done, total)``: one bar per pipeline step."""
     with _bars() as bar:
         yield lambda name: _callback(bar, name)
+
+
+def check_regex(option: str, pattern: str | None) -> None:
+    """UsageError naming ``option`` when ``pattern`` is not a valid regular expression."""
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise UsageError(f"{option}: invalid regular expression {pattern!r} ({exc})") from exc
+
+
+def check_options(**values: tuple[float | None, str]) -> None:
+    """Check CLI option values against the config rules: ``name=(value, rule key)``.
+
+    ``score_threshold=(0.5, "eval.score_threshold")`` is checked like that config
+    key and reported as ``--score-threshold``; None values are skipped.
+    """
+    from spinekit.engine.config import check_value
+
+    for name, (value, rule) in values.items():
+        check_value("--" + name.replace("_", "-"), value, rule)
 
 
 def _one_line(exc: BaseException) -> str:

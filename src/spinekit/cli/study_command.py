@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from spinekit.cli.progress import console, out_console, user_errors
+from spinekit.cli.progress import check_options, console, out_console, user_errors
 from spinekit.engine.hooks import Hook
 from spinekit.errors import UsageError
 
@@ -54,6 +54,9 @@ def compare(
     from spinekit.study.spec import StudySpec, ablation_arms, dataset_arms, model_arms
 
     with user_errors():
+        check_options(score_threshold=(score_threshold, "eval.score_threshold"),
+                      iou_threshold=(iou_threshold, "option.fraction"),
+                      test_fraction=(test_fraction, "option.fraction"), seed=(seed, "train.seed"))
         chosen = [name for name, value in (("--models", models), ("--ablation", ablation),
                                            ("--datasets", datasets)) if value]
         if len(chosen) != 1:

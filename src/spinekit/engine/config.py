@@ -176,6 +176,11 @@ RULES: dict[str, Rule] = {
     "train.log_every": Rule(1, _BIG),
     "train.threads": Rule(1, 1024),
     "eval.score_threshold": Rule(0, 1),
+    # quantities of CLI options without a config key
+    "option.fraction": Rule(0, 1),
+    "option.count": Rule(1, _BIG),
+    "option.size": Rule(0, _BIG),
+    "option.positive": Rule(0, None, low_open=True),
 }
 """Range of every numeric setting, keyed ``section.key`` (each element of a list
 setting); checked after YAML and overrides, and by the CLI for options that carry

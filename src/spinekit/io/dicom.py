@@ -22,7 +22,7 @@ naming the file.
 from __future__ import annotations
 
 import logging
-import struct
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,32 +33,18 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import (
-    apply_color_lut,
-    apply_modality_lut,
-    apply_voi,
-    apply_windowing,
-    get_decoder,
-    iter_pixels,
-)
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, iter_pixels
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from spinekit.errors import InputError
+from spinekit.io.dicom_display import PARSE_ERRORS, dicom_to_uint8, frame_header
 from spinekit.io.images import MAX_IMAGE_PIXELS
 
 logger = logging.getLogger(__name__)
 
 _COLOUR_PREFIXES = ("RGB", "YBR", "PALETTE")
 _CM_UNITS = 3  # PhysicalUnitsX/YDirection code for centimetres (PS3.3 C.8.5.5.1.15)
-_PARSE_ERRORS = (
-    ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError,
-    struct.error, NotImplementedError, OverflowError, UnicodeDecodeError,
-)  # fmt: skip
-_FUNCTIONAL_GROUPS = (
-    ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept", "RescaleType")),
-    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")),
-    ("PixelMeasuresSequence", ("PixelSpacing",)),
-)
+_PARSE_ERRORS = PARSE_ERRORS
 
 
 @dataclass
@@ -109,6 +95,8 @@ def _read_header(path: Path) -> Dataset:
                 ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    except RecursionError as exc:
+        raise InputError(path, "DICOM sequences nested too deeply to read; refused") from exc
     except (InvalidDicomError, *_PARSE_ERRORS) as exc:
         raise InputError(path, f"not a DICOM file or damaged DICOM header ({exc})") from exc
     if forced and not all(k in ds for k in ("Rows", "Columns", "BitsAllocated")):
@@ -167,7 +155,41 @@ def _kind(ds: Dataset) -> str:
 
 
 def _frame_count(ds: Dataset, path: Path) -> int:
-    return max(_int_attr(ds, "NumberOfFrames", 1, path), 1)
+    """NumberOfFrames (1 when absent), checked against the file's size before anything is allocated."""
+    count = max(_int_attr(ds, "NumberOfFrames", 1, path), 1)
+    _check_frame_bytes(ds, path, count)
+    return count
+
+
+def _check_frame_bytes(ds: Dataset, path: Path, count: int) -> None:
+    """A header claiming more pixel data than the file holds (e.g. 10^9 frames) is refused.
+
+    Native (uncompressed) pixel data needs ``frames x rows x columns x samples x
+    bits allocated / 8`` bytes; encapsulated (compressed) data at least one
+    8-byte item header per frame; deflated files are bounded by deflate's
+    largest ratio (~1032:1). The file size is an upper bound of the Pixel Data
+    length, so no valid file is refused; a file that passes but is still short
+    is reported by the decoder as truncated.
+    """
+    rows, cols = _int_attr(ds, "Rows", 0, path), _int_attr(ds, "Columns", 0, path)
+    samples = max(_int_attr(ds, "SamplesPerPixel", 1, path), 1)
+    if samples == 3 and _photometric(ds) == "YBR_FULL_422":
+        samples = 2  # chroma subsampled 2:1 horizontally: 2 values per pixel on average
+    bits = _int_attr(ds, "BitsAllocated", 8, path)
+    if bits not in (1, 8, 16, 32, 64):
+        raise InputError(path, f"unsupported BitsAllocated {bits} (1, 8, 16, 32 or 64)")
+    size = path.stat().st_size
+    syntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "")))
+    if syntax == DeflatedExplicitVRLittleEndian:
+        need, budget = math.ceil(count * rows * cols * samples * bits / 8), size * 1032
+    elif syntax.is_compressed:
+        need, budget = count * 8, size
+    else:
+        need, budget = math.ceil(count * rows * cols * samples * bits / 8), size
+    if need > budget:
+        raise InputError(path, f"header claims {count} frame(s) of {cols}x{rows}x{samples} at {bits} bits "
+                         f"({need} bytes of pixel data) but the file has {size} bytes; damaged or hostile "
+                         "header, refused")
 
 
 def _check_pixels(rows: int, cols: int, max_pixels: int, path: Path) -> None:
@@ -179,44 +201,23 @@ def _check_pixels(rows: int, cols: int, max_pixels: int, path: Path) -> None:
         )
 
 
-def _frame_header(ds: Dataset, index: int) -> Dataset:
-    """Header for frame ``index`` with enhanced multi-frame functional-group
-    attributes (rescale, window, pixel spacing) hoisted to the top level."""
-    groups = []
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and index < len(per_frame):
-        groups.append(per_frame[index])
-    if not groups:
-        return ds
-    out = Dataset(ds)
-    if hasattr(ds, "file_meta"):
-        out.file_meta = ds.file_meta
-    for group in groups:
-        for seq_name, keywords in _FUNCTIONAL_GROUPS:
-            seq = group.get(seq_name)
-            if not seq:
-                continue
-            for keyword in keywords:
-                if keyword in seq[0]:
-                    setattr(out, keyword, seq[0][keyword].value)
-    return out
-
-
 def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     """``(dy, dx)`` in mm: PixelSpacing, ImagerPixelSpacing, then ultrasound regions."""
-    header = _frame_header(ds, 0)
+    header = frame_header(ds, 0)
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = header.get(keyword)
         try:
             dy, dx = float(value[0]), float(value[1])
         except (TypeError, ValueError, IndexError):
             continue
-        if dy > 0 and dx > 0:
+        if _positive(dy) and _positive(dx):
             return dy, dx
     return _ultrasound_spacing(ds)
+
+
+def _positive(value: float) -> bool:
+    """A usable spacing: finite and > 0 (an Infinity or NaN spacing is ignored)."""
+    return math.isfinite(value) and value > 0
 
 
 def _ultrasound_spacing(ds: Dataset) -> tuple[float, float] | None:
@@ -235,7 +236,7 @@ def _ultrasound_spacing(ds: Dataset) -> tuple[float, float] | None:
             )
         except (AttributeError, TypeError, ValueError):
             continue
-        if dx > 0 and dy > 0 and (best is None or area > best[0]):
+        if _positive(dx) and _positive(dy) and (best is None or area > best[0]):
             best = (area, (dy, dx))
     return None if best is None else best[1]
 
@@ -292,6 +293,29 @@ def _colour_to_uint8(arr: np.ndarray, header: Dataset, bits_stored: int) -> np.n
     return np.clip(np.rint(arr.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
+def _check_rescale(path: Path, header: Dataset, index: int) -> None:
+    """RescaleSlope/Intercept must be finite numbers and the slope non-zero (else a black image)."""
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        value = header.get(keyword)
+        try:
+            number = default if value is None or value == "" else float(value)
+        except (TypeError, ValueError) as exc:
+            raise InputError(path, f"frame {index}: invalid {keyword} {value!r}") from exc
+        if not math.isfinite(number) or (keyword == "RescaleSlope" and number == 0.0):
+            raise InputError(path, f"frame {index}: {keyword} is {number}; the modality values would be "
+                             "meaningless (a finite, non-zero slope is needed)")
+
+
+def _modality_values(path: Path, stored: np.ndarray, header: Dataset, index: int) -> np.ndarray:
+    """Stored values through the Modality LUT or rescale, as float32; InputError if not finite."""
+    if not header.get("ModalityLUTSequence"):
+        _check_rescale(path, header, index)
+    values = np.asarray(apply_modality_lut(stored, header), dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise InputError(path, f"frame {index}: the modality transform gives non-finite values")
+    return values
+
+
 def _decode_frames(path: Path, ds: Dataset, indices: Sequence[int]) -> np.ndarray:
     """Decode the requested frames: float32 ``(F, H, W)`` or uint8 ``(F, H, W, 3)``."""
     photometric = _photometric(ds)
@@ -305,12 +329,13 @@ def _decode_frames(path: Path, ds: Dataset, indices: Sequence[int]) -> np.ndarra
                 if colour:
                     out.append(_colour_to_uint8(stored, ds, bits_stored))
                 else:
-                    values = apply_modality_lut(stored, _frame_header(ds, index))
-                    out.append(np.asarray(values, dtype=np.float32))
+                    out.append(_modality_values(path, stored, frame_header(ds, index), index))
     except InputError:
         raise
     except MemoryError as exc:
         raise InputError(path, "not enough memory to decode the pixel data") from exc
+    except RecursionError as exc:
+        raise InputError(path, "DICOM sequences nested too deeply to read; refused") from exc
     except OSError as exc:
         raise InputError(path, f"cannot read pixel data ({exc})") from exc
     except (RuntimeError, *_PARSE_ERRORS) as exc:
@@ -359,113 +384,6 @@ def read_dicom(
         source=str(p),
         header=ds,
     )
-
-
-def _first_value(value: Any) -> float:
-    """First value of a possibly multi-valued DS element."""
-    if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
-        return float(value)
-    return float(value[0])
-
-
-def _window_to_uint8(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """pydicom's ``apply_windowing`` with an 8-bit unsigned output range (0..255)."""
-    spec = Dataset()
-    spec.PhotometricInterpretation = "MONOCHROME2"
-    spec.BitsStored = 8
-    spec.PixelRepresentation = 0
-    spec.WindowCenter = center
-    spec.WindowWidth = width
-    spec.VOILUTFunction = function
-    out = apply_windowing(values.astype(np.float64), spec)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _minmax_to_uint8(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.uint8)
-    unit = (values.astype(np.float64) - lo) / (hi - lo)
-    return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
-
-
-def _voi_lut_to_uint8(values: np.ndarray, header: Dataset) -> np.ndarray:
-    """VOI LUT Sequence (first LUT), output scaled from its nominal bit depth."""
-    depth = int(header.VOILUTSequence[0].LUTDescriptor[2])
-    out = apply_voi(np.rint(values).astype(np.int64), header)
-    scale = 255.0 / float(2**depth - 1)
-    return np.clip(np.rint(out.astype(np.float64) * scale), 0, 255).astype(np.uint8)
-
-
-def _header_voi(values: np.ndarray, header: Dataset, source: str | None) -> np.ndarray | None:
-    """VOI from the header (LUT sequence, then window), or None when it has none."""
-    try:
-        if header.get("VOILUTSequence"):
-            item = header.VOILUTSequence[0]
-            if "LUTDescriptor" in item and "LUTData" in item:
-                return _voi_lut_to_uint8(values, header)
-        if header.get("WindowCenter") is not None and header.get("WindowWidth") is not None:
-            function = str(header.get("VOILUTFunction") or "LINEAR").strip().upper()
-            center = _first_value(header.WindowCenter)
-            width = _first_value(header.WindowWidth)
-            return _window_to_uint8(values, center, width, function)
-    except (*_PARSE_ERRORS, AttributeError) as exc:
-        logger.warning("%s: unusable VOI LUT/window (%s); using the min-max range", source, exc)
-    return None
-
-
-def _is_plain_8bit(values: np.ndarray, header: Dataset) -> bool:
-    """8-bit stored data without a modality transform: shown as stored."""
-    if int(header.get("BitsStored") or 0) != 8:
-        return False
-    if header.get("ModalityLUTSequence"):
-        return False
-    slope = float(header.get("RescaleSlope") or 1.0)
-    intercept = float(header.get("RescaleIntercept") or 0.0)
-    return slope == 1.0 and intercept == 0.0 and float(values.min()) >= 0.0
-
-
-def dicom_to_uint8(
-    image: DicomImage,
-    frame: int,
-    *,
-    window: tuple[float, float] | None = None,
-    ds: Dataset | None = None,
-) -> np.ndarray:
-    """One frame for display: uint8 ``(H, W)`` gray or ``(H, W, 3)`` RGB.
-
-    ``frame`` is the frame index in the file (one of ``image.frame_indices``).
-    Gray VOI: explicit ``window=(center, width)`` (LINEAR_EXACT), else the VOI
-    LUT Sequence, else WindowCenter/WindowWidth (first value, header's VOI LUT
-    function), else 8-bit data as stored, else the frame's min-max range.
-    MONOCHROME1 is inverted. ``ds`` overrides the header stored in ``image``.
-    """
-    try:
-        position = image.frame_indices.index(frame) if image.frame_indices else frame
-        values = image.frames[position]
-    except (ValueError, IndexError) as exc:
-        raise InputError(image.source, f"frame {frame} was not decoded") from exc
-    if image.is_colour:
-        return values
-    if ds is None:
-        ds = image.header if image.header is not None else Dataset()
-    header = _frame_header(ds, frame)
-    if window is not None:
-        center, width = float(window[0]), float(window[1])
-        if not width > 0:
-            raise InputError(image.source, f"window width must be > 0, got {width}")
-        out = _window_to_uint8(values, center, width, "LINEAR_EXACT")
-    else:
-        voi = _header_voi(values, header, image.source)
-        if voi is not None:
-            out = voi
-        elif _is_plain_8bit(values, header) and float(values.max()) <= 255.0:
-            out = np.rint(values).astype(np.uint8)
-        else:
-            out = _minmax_to_uint8(values)
-    if image.photometric == "MONOCHROME1":
-        out = 255 - out
-    return out
 
 
 def read_dicom_frame(
