@@ -290,7 +290,9 @@ def _read_predictions(records: DatasetRecords, path: Path
     if blank:
         return {}, True
     out: dict[int, list[dict[str, Any]]] = {}
-    for d in load_results(path, image_sizes=image_sizes(records.images)):
+    categories = {int(c["id"]) for c in records.categories}
+    for d in load_results(path, image_sizes=image_sizes(records.images), category_ids=categories,
+                          require_masks="measure"):
         out.setdefault(int(d["image_id"]), []).append(d)
     return out, False
 

@@ -65,7 +65,9 @@ def evaluate_predictions(predictions: str | Path, dataset: str | Path, *, split:
         raise InputError(dataset, f"the {split} split has no images to evaluate")
     sizes = {int(i["id"]): (int(i["height"]), int(i["width"])) for i in records.images}
     wanted = set(image_ids)
-    results = [r for r in load_results(predictions, image_sizes=sizes) if int(r["image_id"]) in wanted]
+    categories = {int(c["id"]) for c in records.categories}
+    results = [r for r in load_results(predictions, image_sizes=sizes, category_ids=categories)
+               if int(r["image_id"]) in wanted]
     metrics = evaluate_results(records, image_ids, results, excluded_annotations=excluded,
                                score_threshold=score_threshold, joint_rule=joint_rule)
     metrics = {"split": split, "fold": fold, "predictions": str(predictions),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ from faster_coco_eval.core import mask as mask_api
 
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_text
+from spinekit.io.jsonfile import read_json
+from spinekit.io.validate import MAX_COORDINATE
+from spinekit.masks import check_rle
 from spinekit.transforms.geometric import ResizePlan
 
 ImageSizes = Mapping[int, tuple[int, int]]
@@ -203,27 +206,39 @@ def _is_number(value: Any) -> bool:
             and math.isfinite(float(value)))
 
 
-def _segmentation_problem(seg: Any) -> str | None:
-    """Why ``seg`` is not a COCO segmentation (RLE dict or polygon list), or None."""
+def _segmentation_problem(seg: Any, size: tuple[int, int] | None = None) -> str | None:
+    """Why ``seg`` is not a COCO segmentation (RLE dict or polygon list) for an image of
+    ``size`` = (height, width) when given, or None. RLEs are checked completely (size,
+    run lengths, string alphabet) before any decoder sees them."""
     if isinstance(seg, dict):
-        size = seg.get("size")
-        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
-            return "segmentation 'size' must be [height, width]"
-        counts = seg.get("counts")
-        if isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(v) for v in counts)):
-            return None
-        return "segmentation 'counts' must be an RLE string or a list of run lengths"
+        try:
+            check_rle(seg, *(size if size is not None else (None, None)))
+        except ValueError as exc:
+            return f"segmentation: {exc}"
+        return None
     if isinstance(seg, list) and seg:
+        limit = _coordinate_limit(size)
         for ring in seg:
             if not (isinstance(ring, list) and len(ring) >= 6 and len(ring) % 2 == 0
                     and all(_is_number(v) for v in ring)):
                 return "segmentation polygons must be lists of >= 3 x, y pairs"
+            if not limit[0] <= min(ring) <= max(ring) <= limit[1]:
+                return f"segmentation polygon coordinates outside [{limit[0]:g}, {limit[1]:g}]"
         return None
     return "segmentation must be an RLE object or a list of polygons"
 
 
-def result_problem(entry: Any) -> str | None:
-    """Why ``entry`` is not a valid COCO result dict, or None when it is."""
+def _coordinate_limit(size: tuple[int, int] | None) -> tuple[float, float]:
+    """Accepted coordinate range: one image size beyond each border (any size without one)."""
+    if size is None:
+        return (-MAX_COORDINATE, MAX_COORDINATE)
+    extent = float(max(size))
+    return (-extent, 2.0 * extent)
+
+
+def result_problem(entry: Any, size: tuple[int, int] | None = None) -> str | None:
+    """Why ``entry`` is not a valid COCO result dict (for an image of ``size`` =
+    (height, width) when given), or None when it is."""
     if not isinstance(entry, dict):
         return "not a JSON object"
     for key in ("image_id", "category_id"):
@@ -239,8 +254,11 @@ def result_problem(entry: Any) -> str | None:
             return "'bbox' must be [x, y, width, height] numbers"
         if box[2] < 0 or box[3] < 0:
             return "'bbox' width and height must be >= 0"
+        limit = _coordinate_limit(size)
+        if not limit[0] <= min(box) <= max(box) <= limit[1]:
+            return f"'bbox' values outside [{limit[0]:g}, {limit[1]:g}]"
     if "segmentation" in entry:
-        return _segmentation_problem(entry["segmentation"])
+        return _segmentation_problem(entry["segmentation"], size)
     return None
 
 
@@ -266,9 +284,14 @@ def normalise_result(entry: Any, size: tuple[int, int]) -> dict[str, Any]:
     absent) and, when a segmentation was given, compressed RLE. ValueError names
     the problem.
     """
-    problem = result_problem(entry)
+    problem = result_problem(entry, size)
     if problem is not None:
         raise ValueError(problem)
+    return _normalised(entry, size)
+
+
+def _normalised(entry: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """:func:`normalise_result` of an entry already checked for ``size``."""
     out: dict[str, Any] = {"image_id": int(entry["image_id"]),
                            "category_id": int(entry["category_id"]),
                            "score": float(entry["score"])}
@@ -289,42 +312,63 @@ def image_sizes(images: Iterable[Mapping[str, Any]]) -> dict[int, tuple[int, int
     return {int(img["id"]): (int(img["height"]), int(img["width"])) for img in images}
 
 
-def load_results(path: str | Path, *, image_sizes: ImageSizes | None = None) -> list[dict[str, Any]]:
-    """Read a COCO results JSON file (a list of result dicts).
+def load_results(path: str | Path, *, image_sizes: ImageSizes | None = None,
+                 category_ids: Collection[int] | None = None,
+                 require_masks: str | None = None) -> list[dict[str, Any]]:
+    """Read a COCO results JSON file (a list of result dicts), strictly (:func:`read_json`).
 
     Every entry is validated; :class:`InputError` names the file and the first bad
     entry. With ``image_sizes`` (image id -> (height, width), e.g. of the whole
-    dataset) unknown image ids are errors too, and entries are normalised
-    (:func:`normalise_result`: polygons and uncompressed RLE become compressed RLE,
-    missing boxes are computed from masks); without, entries are returned as read.
+    dataset) unknown image ids are errors too, masks must have their image's size,
+    and entries are normalised (:func:`normalise_result`: polygons and uncompressed
+    RLE become compressed RLE, missing boxes are computed from masks); without,
+    entries are returned as read. With ``category_ids``, a category outside them is
+    an error. ``require_masks`` (the command's name) makes an entry without a
+    ``segmentation`` an error saying that command needs masks.
     """
     file = Path(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(file, "results file not found") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(file, f"cannot read COCO results JSON ({exc})") from exc
+        data = read_json(file)
+    except InputError as exc:
+        if exc.reason == "file not found":
+            raise InputError(file, "results file not found") from exc
+        raise InputError(file, f"cannot read COCO results JSON: {exc.reason}") from exc
     if not isinstance(data, list):
         raise InputError(file, "COCO results must be a JSON list of detections")
+    known = None if category_ids is None else set(category_ids)
     out: list[dict[str, Any]] = []
     for index, entry in enumerate(data):
-        problem = result_problem(entry)
+        problem = _entry_problem(entry, image_sizes, known, require_masks)
         if problem is None and image_sizes is not None:
-            image_id = int(entry["image_id"])
-            if image_id not in image_sizes:
-                problem = f"image_id {image_id} is not an image of the dataset"
-            else:
-                try:
-                    entry = normalise_result(entry, image_sizes[image_id])
-                except ValueError as exc:
-                    problem = str(exc)
+            try:
+                entry = _normalised(entry, image_sizes[int(entry["image_id"])])
+            except ValueError as exc:
+                problem = str(exc)
         if problem is not None:
             raise InputError(file, f"entry {index}: {problem}")
         out.append(entry)
     return out
 
 
+def _entry_problem(entry: Any, image_sizes: ImageSizes | None, category_ids: set[int] | None,
+                   require_masks: str | None) -> str | None:
+    if image_sizes is not None and isinstance(entry, dict) and _is_int(entry.get("image_id")):
+        if int(entry["image_id"]) not in image_sizes:
+            return f"image_id {entry['image_id']} is not an image of the dataset"
+        problem = result_problem(entry, image_sizes[int(entry["image_id"])])
+    else:
+        problem = result_problem(entry)
+    if problem is not None:
+        return problem
+    if category_ids is not None and int(entry["category_id"]) not in category_ids:
+        return (f"category_id {entry['category_id']} is not a category of the dataset "
+                f"({', '.join(str(c) for c in sorted(category_ids))})")
+    if require_masks and "segmentation" not in entry:
+        return (f"no 'segmentation': {require_masks} needs instance masks "
+                "(box-only results cannot be measured)")
+    return None
+
+
 def write_results(path: str | Path, results: list[dict[str, Any]]) -> None:
     """Write COCO result dicts as a compact JSON list, atomically."""
-    atomic_write_text(path, json.dumps(results, separators=(",", ":")) + "\n")
+    atomic_write_text(path, json.dumps(results, separators=(",", ":"), allow_nan=False) + "\n")
