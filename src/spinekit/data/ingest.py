@@ -83,8 +83,18 @@ class IngestReport:
         return dict(self.__dict__)
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: bytes of a non-UTF-8 file name (kept by Python as lone
+    surrogates) are shown as ``\\xe9`` escapes, so reports and screens can show them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _split_line(line: str) -> dict[str, str]:
-    file, sep, reason = line.partition(": ")
+    file, sep, reason = printable(line).partition(": ")
     return {"file": file, "reason": reason} if sep else {"file": "", "reason": line}
 
 
@@ -263,10 +273,16 @@ def ingest(src: str | Path, out: str | Path, options: IngestOptions,
 
 
 def _unique_items(items: list[SourceItem], report: IngestReport) -> list[SourceItem]:
-    """Items sorted by name; a second annotation file for the same image is skipped."""
+    """Items sorted by name; a second annotation file for the same image, and an image whose
+    file name is not valid UTF-8 (a Latin-1 name: it could not be written to JSON), are
+    skipped with the reason."""
     seen: dict[str, str] = {}
     unique = []
     for item in sorted(items, key=lambda it: (it.file_name, it.frame or 0)):
+        if printable(item.file_name) != item.file_name or printable(str(item.source)) != str(item.source):
+            report.skipped.append({"file": printable(str(item.source)), "reason": (
+                f"file name '{printable(item.file_name)}' is not valid UTF-8; rename the file")})
+            continue
         key = f"{item.file_name}#{item.frame}"
         if key in seen:
             report.skipped.append({"file": str(item.source),
