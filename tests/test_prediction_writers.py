@@ -89,7 +89,7 @@ def test_empty_prediction_list_writes_document_without_shapes(tmp_path: Path) ->
 def test_mask_of_another_size_and_unknown_class_are_refused(tmp_path: Path) -> None:
     ellipse, _ = _masks()
     wrong_size = _detection(ellipse[:40], 1, 0.9)
-    with pytest.raises(ValueError, match="does not match the image size"):
+    with pytest.raises(ValueError, match="differs from the image size"):
         write_labelme_predictions(tmp_path / "a.json", image_ref="a.png", width=W, height=H,
                                   detections=[wrong_size], names=NAMES)
     with pytest.raises(ValueError, match="category_id 7"):

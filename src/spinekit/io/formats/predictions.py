@@ -17,6 +17,7 @@ import numpy as np
 
 from spinekit.geometry import mask_to_polygons, rectangle_polygon
 from spinekit.io.formats.labelme import labelme_document, labelme_shape, write_labelme
+from spinekit.masks import check_rle
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,8 @@ def _mask_outline(segmentation: Mapping[str, Any], width: int, height: int,
     """Largest outer outline ``(N, 2)`` of an RLE mask, or None when the mask is empty."""
     from faster_coco_eval.core import mask as mask_api
 
-    size = [int(v) for v in segmentation["size"]]
-    if size != [height, width]:
-        raise ValueError(f"mask size {size} does not match the image size [{height}, {width}]")
+    check_rle(segmentation, height, width)  # size, runs and alphabet, before the C decoder
+    size = [height, width]
     rle: Any = {"size": size, "counts": segmentation["counts"]}
     if isinstance(segmentation["counts"], list):
         rle = mask_api.frPyObjects(rle, height, width)
