@@ -97,6 +97,7 @@ def test_tiny_model_study_end_to_end_and_resume(dataset: Path, tmp_path: Path) -
     assert "<table>" in report and "data:image/png;base64" in report
     assert seen[-1] == "statistics and report" and len(seen) == 5
     assert (out / "report.html") in result.files
+    assert (out / "plots" / "box_mean_iou.png") in result.files, "docs/study.md promises box plots"
 
     # resume: finished folds are read back, not trained again
     checkpoint = out / "runs" / "unet_r18" / "fold1" / "run" / "checkpoints" / "last.pt"

@@ -7,11 +7,16 @@ Outputs in ``OUT``:
 - ``images.json``: the COCO ``images`` list (id, file_name = source path, width, height, frame);
 - ``labelme/``: one LabelMe pre-annotation per image beside a copy of the image,
   to open, correct and ingest again (the labelling loop);
-- ``overlays/``: PNG pictures of the predictions.
+- ``overlays/``: PNG pictures of the predictions (only with ``overlay`` in ``formats``;
+  the CLI default is ``coco,labelme``).
+
+Output file names come from the input names, cut to :data:`MAX_STEM_BYTES` with
+a hash when longer (names near the file-system limit stay writable).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -61,7 +66,11 @@ def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[tuple[Path, int | None
             if is_dicom(file):
                 from spinekit.io.dicom import dicom_frame_count
 
-                for frame in range(dicom_frame_count(file)):
+                try:
+                    count = dicom_frame_count(file)
+                except InputError:
+                    count = 1  # reading frame 0 reports the problem and the file is skipped
+                for frame in range(count):
                     yield file, frame
             else:
                 yield file, None
@@ -142,8 +151,22 @@ class PredictReport:
     skipped: list[str]
 
 
+MAX_STEM_BYTES = 100
+"""Output names derive from input names; longer stems are cut and given a hash, so that
+``name.png``, ``name.json`` and their temporary names stay far below the 255-byte limit."""
+
+
+def short_stem(stem: str, limit: int = MAX_STEM_BYTES) -> str:
+    """``stem`` itself when it fits in ``limit`` UTF-8 bytes, else its start plus a hash of the whole."""
+    if len(stem.encode("utf-8", "surrogateescape")) <= limit:
+        return stem
+    digest = hashlib.sha1(stem.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    head = stem.encode("utf-8", "surrogateescape")[: limit - 13].decode("utf-8", "ignore")
+    return f"{head}-{digest}"
+
+
 def _unique_name(source: SourceImage, used: set[str]) -> str:
-    name = source.path.stem + (f"_f{source.frame:04d}" if source.frame is not None else "")
+    name = short_stem(source.path.stem) + (f"_f{source.frame:04d}" if source.frame is not None else "")
     candidate, k = name, 1
     while candidate in used:
         k += 1

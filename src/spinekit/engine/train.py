@@ -186,6 +186,7 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
         state = _restore(run, model, optimizer, scheduler, classes)
         state.total_steps = total  # the new limits; the lr schedule is stretched to them
         _check_work_left(run, state, config)
+        log.info("resuming %s at epoch %d, step %d of %d", run, state.epoch, state.step, total)
     _write_run_files(run, dataset, config, classes)
     wrapped: torch.nn.Module = model
     if distributed.world_size() > 1:
@@ -216,7 +217,6 @@ def _restore(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         raise InputError(checkpoint_path(run, LAST), "cannot resume: optimiser, schedule, random or loop "
                          f"state does not fit this run ({type(exc).__name__}: {exc})") from exc
     state.epoch += 1
-    log.info("resuming %s at epoch %d, step %d", run, state.epoch, state.step)
     return state
 
 

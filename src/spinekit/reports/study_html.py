@@ -1,7 +1,7 @@
 """``STUDY/report.html``: one self-contained page for a comparison study.
 
 The page holds the study's summary tables (``summary.md``), its statistics
-(``statistics.md``), the density and fold plots (``plots/*.png``) and, per arm, the
+(``statistics.md``), the density, box and fold plots (``plots/*.png``) and, per arm, the
 test images with the lowest per-image mean IoU as overlays (expert outlines and that
 fold model's predictions). Pictures are embedded as ``data:`` URIs; the page needs no
 network and no JavaScript; every string from data is HTML-escaped.

@@ -29,7 +29,7 @@ from spinekit.evaluation.statistics import (
 from spinekit.evaluation.statistics_report import markdown_table
 from spinekit.io.atomic import atomic_write_text
 from spinekit.reports.study_html import build_study_report
-from spinekit.reports.study_plots import density_plots, fold_plot
+from spinekit.reports.study_plots import box_plots, density_plots, fold_plot
 from spinekit.study.spec import StudySpec
 
 GROUP = "model"
@@ -148,6 +148,8 @@ def write_outputs(out: Path, per_image: pd.DataFrame, folds: pd.DataFrame, spec:
     atomic_write_text(out / "statistics.md", statistics_markdown(between, paired))
     plots = density_plots(per_image, group=GROUP, metrics=present(per_image, PIXEL_METRICS),
                           out_dir=out / "plots")
+    plots += box_plots(per_image, group=GROUP, metrics=present(per_image, PIXEL_METRICS),
+                       out_dir=out / "plots")
     plots += [fold_plot(folds, group=GROUP, metric=m, out=out / "plots" / f"folds_{m}.png")
               for m in present(folds, COCO_METRICS)]
     files = [out / "summary.csv", out / "summary.md", out / "statistics.md", *plots]
