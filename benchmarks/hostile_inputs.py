@@ -20,7 +20,10 @@ runs ``.venv/bin/spinekit ...`` in a subprocess with a timeout and is classified
 Independently, ``inputs modified`` (a file of the case folder changed or
 vanished outside the case's output paths) and ``writes outside`` (a new file
 outside them) are flagged. HOME and TMPDIR point into the case folder and are
-ignored. The case catalogue is in :mod:`hostile_cases`; the CI subset in
+ignored. The case catalogue: :mod:`hostile_cases` (LabelMe, COCO, VIA),
+:mod:`hostile_sources` (AASCE, masks, images), :mod:`hostile_commands` (clean,
+split, export, deidentify, train), :mod:`hostile_model_cases` (evaluate, predict,
+measure, report, compare); helpers in :mod:`hostile_fixtures`; the CI subset in
 ``tests/test_hostile_corpus.py``.
 """
 
