@@ -1,26 +1,17 @@
 """De-identification of DICOM files and PNG/JPEG ultrasound frames.
 
-DICOM headers follow the DICOM PS3.15 Annex E Basic Application Level
-Confidentiality Profile (table in :mod:`spinekit.data.deid_profile`), applied
-recursively inside sequences:
+Headers: DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile
+from the standard's Table E.1-1 (:mod:`spinekit.data.deid_profile`), with the
+retain options of :class:`DeidConfig`; PatientIdentityRemoved, the method text,
+DeidentificationMethodCodeSequence (113100 plus one code per option, and 113101
+Clean Pixel Data only when the pixels were checked) and
+LongitudinalTemporalInformationModified are set; the file meta group is rebuilt.
 
-- attributes are removed (X), emptied (Z), replaced with dummies (D) or kept;
-- *PatientID* and *PatientName* are replaced with a salted pseudonym
-  (:func:`pseudonymise_id`) so records still group by patient;
-- instance, series, study, frame-of-reference and every other non-standard UID
-  is remapped with a salted hash under the ``2.25.`` root (:func:`remap_uid`),
-  so references between files and the study/series structure are kept;
-- private attributes, overlays (60xx) and curves (50xx) are removed;
-- beyond the profile, any other person name (PN) and date/time (DA, DT, TM)
-  attribute is emptied;
-- *PatientIdentityRemoved*, *DeidentificationMethod*,
-  *DeidentificationMethodCodeSequence* (DCM 113100, plus 113101 when pixel data
-  was cleaned) and *LongitudinalTemporalInformationModified* are set.
-
-Burned-in text (see :class:`DeidConfig`) is blanked in the pixel data of DICOM
-files whose modality is listed (US by default) and of raster images. Limits:
-file and folder names are kept as they are, so rename them if they hold
-identifying text; text burned in outside the configured regions is not found.
+Pixels: burned-in text is detected (:mod:`spinekit.data.deid_text`) and blanked,
+or the file is refused; see :class:`DeidConfig`. Outputs are written
+atomically; a file that fails leaves nothing at its destination and is listed
+in the report with a one-line reason. File and folder names are kept as they
+are, so rename them if they hold identifying text.
 """
 
 from __future__ import annotations
@@ -29,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
@@ -37,13 +28,14 @@ from PIL import Image
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from spinekit.data.deid_pixels import burned_in_mask, estimate_sector
+from spinekit.data.deid_pixels import burned_in_mask, clean_dicom_pixels, estimate_sector, text_refused
 from spinekit.data.deid_profile import (
+    DateMode,
     DeidChanges,
+    ProfileOptions,
     apply_basic_profile,
     pseudonymise_id,
     remap_uid,
@@ -51,6 +43,8 @@ from spinekit.data.deid_profile import (
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_path, atomic_write_json
 from spinekit.io.images import MAX_IMAGE_PIXELS, RASTER_SUFFIXES, is_dicom
+
+TextAction = Literal["blank", "refuse"]
 
 __all__ = [
     "DEFAULT_REPORT_NAME", "DeidChanges", "DeidConfig", "DeidReport", "FileResult",
@@ -62,10 +56,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REPORT_NAME = "deidentify_report.json"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-_META_REMOVE = ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle",
-                "ReceivingApplicationEntityTitle", "SourcePresentationAddress",
-                "SendingPresentationAddress", "ReceivingPresentationAddress",
-                "PrivateInformationCreatorUID", "PrivateInformation")
+_META_KEEP = ("FileMetaInformationVersion", "MediaStorageSOPClassUID", "TransferSyntaxUID")
 ProgressFn = Callable[[int, int], None]
 
 
@@ -73,27 +64,30 @@ ProgressFn = Callable[[int, int], None]
 class DeidConfig:
     """Settings of a de-identification run.
 
-    ``salt`` keys the pseudonyms and UID hashes. The same salt always gives the
-    same pseudonym and the same new UIDs, so data sets de-identified in separate
-    runs with one salt still group by patient and study; keep it secret (with it,
-    a guessed PatientID can be checked). It is never written into outputs or
-    the report.
+    ``salt`` keys the pseudonyms, UID hashes and date shifts. The same salt
+    always gives the same pseudonym and the same new UIDs, so data sets
+    de-identified in separate runs with one salt still group by patient and
+    study; keep it secret (with it, a guessed PatientID can be checked). It is
+    never written into outputs or the report.
 
-    Burned-in text blanking (pixels set to black) applies to DICOM files whose
-    *Modality* is in ``blank_burned_in_for_modalities`` and to every raster
-    image, whenever at least one region is configured:
+    Header options (PS3.15 retain options, see
+    :class:`~spinekit.data.deid_profile.ProfileOptions`): ``retain_dates``
+    (``remove``, ``full`` or ``offset``), ``retain_uids``, ``retain_device_identity``,
+    ``retain_institution_identity``, ``retain_patient_characteristics``,
+    ``keep_private`` (all private attributes; not the Retain Safe Private option).
 
-    - ``blank_header_fraction``: the top ``ceil(H * fraction)`` rows of every frame;
-    - ``blank_boxes``: ``(x0, y0, x1, y1)`` pixel boxes (x1, y1 exclusive), clipped
-      to the image, blanked in every frame;
+    Pixels: DICOM files whose *Modality* is in ``blank_burned_in_for_modalities``
+    or whose BurnedInAnnotation is YES, and every raster image, are checked for
+    burned-in text (:func:`~spinekit.data.deid_text.detect_text_frames`). Found
+    text is blanked (``text_action="blank"``) or the file is refused and not
+    written (``"refuse"``). Extra regions, blanked in every frame:
+
+    - ``blank_header_fraction``: the top ``ceil(H * fraction)`` rows;
+    - ``blank_boxes``: ``(x0, y0, x1, y1)`` pixel boxes (x1, y1 exclusive), clipped;
     - ``blank_outside_sector``: everything outside the imaging sector estimated by
-      :func:`estimate_sector` (one sector for all frames of a file);
-      ``sector_threshold`` is its darkness threshold, a fraction of the brightest
-      value (lower keeps dim tissue, higher resists noisy backgrounds).
+      :func:`estimate_sector` (``sector_threshold`` is its darkness threshold).
 
-    ``keep_private`` retains private attributes (not part of the Basic Profile:
-    the method description says so). ``jpeg_quality`` is used when JPEG files are
-    re-encoded.
+    ``jpeg_quality`` is used when JPEG files are re-encoded.
     """
 
     salt: str
@@ -104,6 +98,12 @@ class DeidConfig:
     keep_private: bool = False
     blank_burned_in_for_modalities: tuple[str, ...] = ("US",)
     jpeg_quality: int = 95
+    text_action: TextAction = "blank"
+    retain_dates: DateMode = "remove"
+    retain_uids: bool = False
+    retain_device_identity: bool = False
+    retain_institution_identity: bool = False
+    retain_patient_characteristics: bool = False
 
     def __post_init__(self) -> None:
         if not self.salt:
@@ -114,15 +114,22 @@ class DeidConfig:
             raise InputError(None, "sector_threshold must be in (0, 1)")
         if not 1 <= self.jpeg_quality <= 100:
             raise InputError(None, "jpeg_quality must be in 1..100")
+        if self.text_action not in ("blank", "refuse"):
+            raise InputError(None, f"text_action must be blank or refuse, not {self.text_action!r}")
+        if self.retain_dates not in ("remove", "full", "offset"):
+            raise InputError(None, f"retain_dates must be remove, full or offset, not "
+                                   f"{self.retain_dates!r}")
         for box in self.blank_boxes:
             if len(box) != 4 or min(box) < 0 or box[2] <= box[0] or box[3] <= box[1]:
                 raise InputError(None, f"blank box {box} must be (x0, y0, x1, y1), x1 > x0 >= 0, "
                                        "y1 > y0 >= 0")
 
     @property
-    def blanking_requested(self) -> bool:
-        """True when any burned-in text region is configured."""
-        return self.blank_header_fraction > 0 or bool(self.blank_boxes) or self.blank_outside_sector
+    def profile_options(self) -> ProfileOptions:
+        """The header options as :class:`ProfileOptions`."""
+        return ProfileOptions(self.retain_dates, self.retain_uids, self.retain_device_identity,
+                              self.retain_institution_identity, self.retain_patient_characteristics,
+                              self.keep_private)
 
     def describe(self) -> dict[str, Any]:
         """The settings for the report, without the salt."""
@@ -170,7 +177,9 @@ class DeidReport:
             "files_skipped": sum(f.status == "skipped" for f in self.files),
             "uids_remapped": sum(c.uids_remapped for c in done),
             "private_tags_removed": sum(c.private_tags_removed for c in done),
+            "files_with_text_found": sum(bool(c.pixels.get("text_lines")) for c in done),
             "files_with_pixels_blanked": sum(bool(c.regions_blanked) for c in done),
+            "files_pixels_not_checked": sum(c.pixels.get("checked") is False for c in done),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,116 +193,91 @@ class DeidReport:
 
 
 def _method_lines(config: DeidConfig, changes: DeidChanges) -> list[str]:
-    lines = ["PS3.15 E.1 Basic Profile (spinekit)",
+    lines = ["PS3.15 Table E.1-1 Basic Profile (2024b + 2026c rows)",
              "PatientID/Name: salted HMAC-SHA256 pseudonym",
-             "UIDs remapped: salted hash under 2.25",
-             "other PN, DA, DT, TM attributes emptied"]
+             "UIDs kept" if config.retain_uids else "UIDs remapped: salted hash under 2.25",
+             "attributes outside Table E.1-1 removed unless on the safe list"]
+    if config.retain_dates == "offset":
+        lines.append("dates shifted by a salted per-patient offset")
     lines.append("private attributes retained" if config.keep_private
                  else "private attributes removed")
+    if changes.pixels.get("checked"):
+        lines.append(f"pixels checked for burned-in text: {changes.pixels['text_lines']} line(s) blanked")
     for region in changes.regions_blanked:
-        lines.append(f"burned-in text blanked: {region['kind']}")
+        if region["kind"] != "detected_text":
+            lines.append(f"pixels blanked: {region['kind']}")
     return lines
 
 
-def _finalise_dataset(ds: Dataset, config: DeidConfig, changes: DeidChanges) -> None:
-    """File meta, preamble and the de-identification attributes."""
-    if not hasattr(ds, "file_meta"):
-        ds.file_meta = FileMetaDataset()
-    meta = ds.file_meta
-    for keyword in _META_REMOVE:
-        if keyword in meta:
-            del meta[keyword]
-            changes.removed.add(keyword)
+def _finalise_meta(ds: Dataset, config: DeidConfig, changes: DeidChanges) -> None:
+    """A fresh file meta group: class, instance (consistent with the dataset) and syntax."""
+    old = ds.file_meta if hasattr(ds, "file_meta") else FileMetaDataset()
+    meta = FileMetaDataset()
+    for keyword in _META_KEEP:
+        if keyword in old:
+            setattr(meta, keyword, old[keyword].value)
+    dropped = {e.keyword for e in old if e.keyword not in _META_KEEP} - {
+        "MediaStorageSOPInstanceUID", "ImplementationClassUID", "ImplementationVersionName",
+        "FileMetaInformationGroupLength"}
+    changes.removed.update(dropped)
     if "SOPClassUID" in ds:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    elif "MediaStorageSOPInstanceUID" in meta:
-        meta.MediaStorageSOPInstanceUID = UID(
-            remap_uid(meta.MediaStorageSOPInstanceUID, config.salt))
+    elif "MediaStorageSOPInstanceUID" in old:
+        value = str(old.MediaStorageSOPInstanceUID)
+        meta.MediaStorageSOPInstanceUID = UID(value if config.retain_uids else remap_uid(value, config.salt))
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "SPINEKIT_DEID"
+    ds.file_meta = meta
+
+
+def _finalise_dataset(ds: Dataset, config: DeidConfig, changes: DeidChanges) -> None:
+    """File meta, preamble and the de-identification attributes."""
+    _finalise_meta(ds, config, changes)
     ds.preamble = b"\x00" * 128
     if 0xFFFCFFFC in ds:  # trailing padding may hold leftover bytes of the original
         del ds[0xFFFCFFFC]
         changes.removed.add("DataSetTrailingPadding")
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = _method_lines(config, changes)
-    codes = [("113100", "Basic Application Confidentiality Profile")]
-    if changes.regions_blanked:
-        codes.append(("113101", "Clean Pixel Data Option"))
+    method_codes = config.profile_options.method_codes()
+    if changes.pixels.get("checked"):
+        method_codes.insert(1, ("113101", "Clean Pixel Data Option"))
     items = []
-    for value, meaning in codes:
+    for value, meaning in method_codes:
         item = Dataset()
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         items.append(item)
     ds.DeidentificationMethodCodeSequence = Sequence(items)
-    ds.LongitudinalTemporalInformationModified = "REMOVED"
+    ds.LongitudinalTemporalInformationModified = {
+        "remove": "REMOVED", "full": "UNMODIFIED", "offset": "MODIFIED"}[config.retain_dates]
+
+
+def _pixels_to_check(ds: Dataset, config: DeidConfig) -> bool:
+    wanted = {m.upper() for m in config.blank_burned_in_for_modalities}
+    modality = str(ds.get("Modality", "")).strip().upper()
+    return modality in wanted or str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
 
 
 def deidentify_dataset(ds: Dataset, config: DeidConfig) -> DeidChanges:
-    """De-identify ``ds`` in place (header, and burned-in text when it applies).
+    """De-identify ``ds`` in place: pixels (burned-in text) when they are checked, then the header.
 
-    Raises :class:`InputError` (path ``None``) when pixel data has to be cleaned
-    but cannot be decoded or re-encoded.
+    Raises :class:`InputError` (path ``None``) when pixel data has to be checked
+    but cannot be decoded or re-encoded, or text was found and the config
+    refuses such files.
     """
     changes = DeidChanges()
-    if "PixelData" in ds and _modality_selected(ds, config):
-        if config.blanking_requested:
-            _blank_dicom_pixels(ds, config, changes)
-        else:
-            changes.notes.append("pixel data not cleaned: no burned-in text regions configured")
-    elif "PixelData" in ds and config.blanking_requested:
-        changes.notes.append("pixel data not cleaned: modality not in "
-                             "blank_burned_in_for_modalities")
-    apply_basic_profile(ds, config.salt, keep_private=config.keep_private, changes=changes)
+    if "PixelData" in ds and _pixels_to_check(ds, config):
+        clean_dicom_pixels(ds, config, changes)
+    elif "PixelData" in ds:
+        changes.pixels = {"checked": False}
+        changes.notes.append(f"pixel data not checked for burned-in text: modality "
+                             f"{str(ds.get('Modality', '')) or 'unknown'} not in "
+                             "blank_burned_in_for_modalities; BurnedInAnnotation left as it was")
+    apply_basic_profile(ds, config.salt, config.profile_options, changes=changes)
     _finalise_dataset(ds, config, changes)
     return changes
-
-
-# --------------------------------------------------------------------- pixels
-
-
-def _modality_selected(ds: Dataset, config: DeidConfig) -> bool:
-    wanted = {m.upper() for m in config.blank_burned_in_for_modalities}
-    return str(ds.get("Modality", "")).strip().upper() in wanted
-
-
-def _blank_dicom_pixels(ds: Dataset, config: DeidConfig, changes: DeidChanges) -> None:
-    """Decode all frames, blank the configured regions, store uncompressed."""
-    if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
-        raise InputError(None, "no transfer syntax: cannot decode pixel data to blank text")
-    syntax = ds.file_meta.TransferSyntaxUID
-    if int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) > MAX_IMAGE_PIXELS:
-        raise InputError(None, f"frame larger than the limit of {MAX_IMAGE_PIXELS} pixels")
-    try:
-        options: dict[str, Any] = {"as_rgb": True}
-        arr, meta = get_decoder(syntax).as_array(ds, **options)
-    except Exception as exc:
-        raise InputError(None, f"cannot decode pixel data ({syntax.name}) to blank burned-in "
-                               f"text: {exc}") from exc
-    multi = int(meta.get("number_of_frames", 1) or 1) > 1
-    frames = np.array(arr if multi else arr[None], copy=True)
-    mask, regions = burned_in_mask(frames, config)
-    photometric = str(meta["photometric_interpretation"])
-    bits_stored = int(meta["bits_stored"])
-    blank = (1 << bits_stored) - 1 if photometric == "MONOCHROME1" and frames.dtype.kind == "u" else 0
-    frames[:, mask] = blank
-    if not syntax.is_little_endian:  # decoded pixels are native; store little endian
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    try:
-        ds.set_pixel_data(frames if multi else frames[0], photometric, bits_stored,
-                          generate_instance_uid=False)
-    except (ValueError, NotImplementedError, AttributeError) as exc:
-        raise InputError(None, f"cannot store cleaned pixel data: {exc}") from exc
-    for tag in (0x7FE00001, 0x7FE00002):
-        if tag in ds:
-            del ds[tag]
-    ds.BurnedInAnnotation = "NO"
-    changes.regions_blanked = regions
-    if ds.file_meta.TransferSyntaxUID != syntax:
-        changes.notes.append(f"pixel data decoded from {syntax.name}; stored as "
-                             f"{ds.file_meta.TransferSyntaxUID.name}")
 
 
 # --------------------------------------------------------------------- files
@@ -390,12 +374,15 @@ def deidentify_image_file(src: Path, dst: Path, config: DeidConfig) -> DeidChang
     if orientation != 1:
         changes.notes.append(f"EXIF orientation {orientation} dropped: pixels kept as stored, "
                              "so viewers that rotate by EXIF will show them differently")
-    if config.blanking_requested:
-        try:
-            mask, changes.regions_blanked = burned_in_mask(arr[None], config)
-        except ValueError as exc:
-            raise InputError(src, str(exc)) from exc
-        arr[mask] = 0
+    try:
+        mask, changes.regions_blanked, boxes = burned_in_mask(arr[None], config)
+        text_refused(boxes, config)
+    except InputError as exc:
+        raise InputError(src, exc.reason) from exc
+    except ValueError as exc:
+        raise InputError(src, str(exc)) from exc
+    changes.pixels = {"checked": True, "frames": 1, "text_lines": len(boxes)}
+    arr[mask] = 0
     changes.notes.append("metadata stripped (image re-written from its pixels)")
     suffix = dst.suffix.lower()
     options: dict[str, Any] = {}
@@ -498,7 +485,13 @@ def _process_one(path: Path, dst: Path, rel: str, kind: str, config: DeidConfig)
     except Exception as exc:  # one bad file must not stop the run
         reason = _failure_reason(exc)
         logger.warning("%s: not de-identified: %s", rel, reason)
+        dst.unlink(missing_ok=True)  # no stale output (from an overwritten run) for a failed file
         return FileResult(rel, kind, "failed", reason=reason)
+    if changes.pixels.get("text_lines"):
+        logger.warning("%s: burned-in text found: %d text line(s) blanked", rel,
+                       changes.pixels["text_lines"])
+    elif changes.pixels.get("checked") is False:
+        logger.info("%s: pixel data not checked for burned-in text (modality not selected)", rel)
     return FileResult(rel, kind, "ok", output=rel, changes=changes)
 
 
