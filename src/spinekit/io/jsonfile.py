@@ -5,7 +5,8 @@ stricter than :func:`json.loads`:
 
 - ``NaN``, ``Infinity`` and ``-Infinity`` (Python extensions, not JSON) are refused,
   and so are numbers too large for a float (``1e999``) or an int of over 4300 digits;
-- an object with the same key twice is refused (JSON leaves it undefined);
+- an object with the same key twice is refused (JSON leaves it undefined), and so is
+  a ``\\u`` escape of a lone surrogate (not Unicode: it could never be written back);
 - files over :data:`MAX_JSON_BYTES` and values nested deeper than
   :data:`MAX_JSON_DEPTH` are refused before parsing (the depth is counted without
   recursion, so a hostile file cannot exhaust the stack).
@@ -71,6 +72,7 @@ _DEPTH_STEP[[ord("]"), ord("}")]] = -1
 _CHUNK = 1 << 24
 _NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
 _QUOTED = re.compile(rb'"[^"]*"')
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def json_depth(data: bytes) -> int:
@@ -98,11 +100,45 @@ def _where(text: str, literal: str) -> str:
     return ""
 
 
+def _lone_surrogate(data: Any) -> str | None:
+    """JSON path of the first string (key or value) holding a lone surrogate, or None."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+            value, list) else ()
+        for key, child in items:
+            at = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and not _encodable(key):
+                return where or "top level"
+            if isinstance(child, str) and not _encodable(child):
+                return at
+            stack.append((at, child))
+    return "top level" if isinstance(data, str) and not _encodable(data) else None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_json(text: str, source: str | Path | None, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Strictly parse JSON ``text`` (see the module docstring); InputError names ``source``."""
     depth = json_depth(text.encode("utf-8", errors="surrogatepass"))
     if depth > max_depth:
         raise InputError(source, f"JSON nested {depth} levels deep, deeper than the limit of {max_depth}")
+    data = _loads(text, source)
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then look for a lone one (not valid Unicode)
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise InputError(source, f"{where}: a \\u escape that is not valid Unicode (lone surrogate)")
+    return data
+
+
+def _loads(text: str, source: str | Path | None) -> Any:
     try:
         return json.loads(text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
     except _Refused as exc:

@@ -38,10 +38,10 @@ from spinekit.io.validate import (
     MAX_COORDINATE,
     Invalid,
     fail,
-    field,
     join,
     mapping,
     number,
+    required,
     sequence,
     shown,
     text,
@@ -109,22 +109,26 @@ def _find_image(name: str, roots: list[Path], json_path: Path) -> Path:
 # ----------------------------------------------------------------------------- attributes
 
 
-def _attr_text(value: Any) -> str | None:
-    """VIA attribute value -> string (checkbox dict -> keys set to true, comma-joined)."""
+def _attr_text(value: Any, where: str) -> str | None:
+    """VIA attribute value -> string (checkbox dict -> keys set to true, comma-joined);
+    :class:`Invalid` when the result is not valid Unicode."""
     if value is None:
         return None
     if isinstance(value, dict):
-        return ",".join(str(k) for k, v in value.items() if v is True or v == "true")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value).strip()
+        out = ",".join(str(k) for k, v in value.items() if v is True or v == "true")
+    elif isinstance(value, bool):
+        out = "true" if value else "false"
+    elif isinstance(value, list):
+        out = ",".join(str(v) for v in value)
+    else:
+        out = str(value)
+    return text(out, where, empty=True)
 
 
 def _label_and_attributes(raw: Any, label_attribute: str | None) -> tuple[str, dict[str, str]]:
     """Split region attributes into (label, other attributes); raises ValueError."""
-    attrs = {str(k): _attr_text(v) for k, v in (raw.items() if isinstance(raw, dict) else [])}
+    attrs = {text(k, "region_attributes", empty=True): _attr_text(v, f"region_attributes.{k}")
+             for k, v in (raw.items() if isinstance(raw, dict) else [])}
     if label_attribute is not None:
         key = label_attribute if label_attribute in attrs else None
     elif len(attrs) == 1:
@@ -144,7 +148,7 @@ def _label_and_attributes(raw: Any, label_attribute: str | None) -> tuple[str, d
 
 
 def _num(attrs: dict[str, Any], key: str, where: str, *, lo: float = -MAX_COORDINATE) -> float:
-    return number(field(attrs, key, where), join(where, key), lo=lo, strings=True)
+    return number(required(attrs, key, where), join(where, key), lo=lo, strings=True)
 
 
 def _ellipse(attrs: dict[str, Any], where: str) -> tuple[tuple[float, float], ...]:
@@ -163,8 +167,8 @@ def _ellipse(attrs: dict[str, Any], where: str) -> tuple[tuple[float, float], ..
 
 def _polyline(attrs: dict[str, Any], name: str, where: str
               ) -> tuple[ShapeKind, tuple[tuple[float, float], ...]]:
-    xs = sequence(field(attrs, "all_points_x", where), join(where, "all_points_x"))
-    ys = sequence(field(attrs, "all_points_y", where), join(where, "all_points_y"))
+    xs = sequence(required(attrs, "all_points_x", where), join(where, "all_points_x"))
+    ys = sequence(required(attrs, "all_points_y", where), join(where, "all_points_y"))
     if len(xs) != len(ys):
         raise Invalid(where, f"all_points_x ({len(xs)}) and all_points_y ({len(ys)}) differ in length")
     points = tuple((number(x, f"{where}.all_points_x[{i}]", strings=True),
@@ -221,6 +225,8 @@ def _region_shape(region: Any, label_attribute: str | None, where: str) -> Shape
     attrs = mapping(region.get("region_attributes"), join(where, "region_attributes"), optional=True)
     try:
         label, attributes = _label_and_attributes(attrs, label_attribute)
+    except Invalid as exc:
+        raise Invalid(join(where, exc.where), exc.reason) from exc
     except ValueError as exc:
         raise Invalid(join(where, "region_attributes"), str(exc)) from exc
     return Shape(label=label, kind=kind, points=points, attributes=attributes)
@@ -229,11 +235,11 @@ def _region_shape(region: Any, label_attribute: str | None, where: str) -> Shape
 # ----------------------------------------------------------------------------- entries
 
 
-def _patient_id(file_attrs: dict[str, Any]) -> str | None:
+def _patient_id(file_attrs: dict[str, Any], where: str) -> str | None:
     for key in _PATIENT_KEYS:
-        text = _attr_text(file_attrs.get(key))
-        if text:
-            return text
+        value = _attr_text(file_attrs.get(key), f"{where}.{key}")
+        if value:
+            return value
     return None
 
 
@@ -246,7 +252,7 @@ def _entry_item(
     label_attribute: str | None,
 ) -> SourceItem:
     try:
-        name = text(field(mapping(entry, key), "filename", key), f"{key}.filename")
+        name = text(required(mapping(entry, key), "filename", key), f"{key}.filename")
         regions = _regions(entry.get("regions"), f"{key}.regions")
     except Invalid as exc:
         fail(json_path, exc)
@@ -259,17 +265,20 @@ def _entry_item(
             shapes.append(_region_shape(region, label_attribute, join(where, index)))
         except Invalid as exc:
             warnings.append(f"{json_path}: {name}: {exc}")
+    where = f"{key}.file_attributes"
     try:
-        file_attrs = mapping(entry.get("file_attributes"), f"{key}.file_attributes", optional=True)
+        file_attrs = mapping(entry.get("file_attributes"), where, optional=True)
+        other = {text(k, where, empty=True): _attr_text(v, f"{where}.{k}")
+                 for k, v in file_attrs.items() if k not in _PATIENT_KEYS}
+        patient = _patient_id(file_attrs, where)
     except Invalid as exc:
         fail(json_path, exc)
-    other = {str(k): _attr_text(v) for k, v in file_attrs.items() if k not in _PATIENT_KEYS}
     return SourceItem(
         source=json_path,
         file_name=image_path.relative_to(base).as_posix(),
         shapes=shapes,
         image_path=image_path,
-        patient_id=_patient_id(file_attrs),
+        patient_id=patient,
         extra={"warnings": warnings, "file_attributes": other},
     )
 
