@@ -32,10 +32,26 @@ def deidentify(
         help="Blank box x0,y0,x1,y1 in every frame (repeatable).")] = None,
     outside_sector: Annotated[bool, typer.Option(
         help="Blank everything outside the ultrasound imaging sector.")] = False,
-    keep_private: Annotated[bool, typer.Option(help="Keep private DICOM tags.")] = False,
+    keep_private: Annotated[bool, typer.Option(
+        help="Keep all private DICOM tags (not the standard's Retain Safe Private option).")] = False,
+    text: Annotated[str, typer.Option(
+        help="Burned-in text found in pixels: blank (default) or refuse (file not written).")] = "blank",
+    retain_dates: Annotated[str, typer.Option(
+        help="Dates: remove (Basic Profile), full (113106) or offset (salted per-patient shift, "
+             "113107).")] = "remove",
+    retain_uids: Annotated[bool, typer.Option(help="Keep UIDs (Retain UIDs Option, 113110).")] = False,
+    retain_device_identity: Annotated[bool, typer.Option(
+        help="Keep device identity (serial numbers, station; 113109).")] = False,
+    retain_institution_identity: Annotated[bool, typer.Option(
+        help="Keep institution name/address/department (113112).")] = False,
+    retain_patient_characteristics: Annotated[bool, typer.Option(
+        help="Keep sex, age, size, weight, ethnic group, smoking/pregnancy status (113108).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
 ) -> None:
-    """De-identify DICOM (PS3.15 Annex E basic profile) and ultrasound PNG/JPEG frames."""
+    """De-identify DICOM (PS3.15 Annex E basic profile) and ultrasound PNG/JPEG frames.
+
+    Exits 1 when any file failed (listed in the report; nothing written for it).
+    """
     from spinekit.data.deidentify import DEFAULT_REPORT_NAME, DeidConfig, write_report
     from spinekit.data.deidentify import deidentify as run_deidentify
 
@@ -43,7 +59,11 @@ def deidentify(
         check_options(header_fraction=(header_fraction, "option.fraction"))
         config = DeidConfig(salt=salt, blank_header_fraction=header_fraction,
                             blank_boxes=tuple(_parse_box(b) for b in box or []),
-                            blank_outside_sector=outside_sector, keep_private=keep_private)
+                            blank_outside_sector=outside_sector, keep_private=keep_private,
+                            text_action=text, retain_dates=retain_dates,  # type: ignore[arg-type]
+                            retain_uids=retain_uids, retain_device_identity=retain_device_identity,
+                            retain_institution_identity=retain_institution_identity,
+                            retain_patient_characteristics=retain_patient_characteristics)
         with progress_bar("de-identify") as progress:
             report = run_deidentify(src, out, config, overwrite=overwrite, progress=progress)
         report_path = out / DEFAULT_REPORT_NAME
@@ -54,6 +74,8 @@ def deidentify(
                           highlight=False, soft_wrap=True)
     totals = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report.totals.items())
     out_console.print(f"{totals}. Report: {report_path}")
+    if report.totals["files_failed"]:
+        raise typer.Exit(code=1)
 
 
 def phantom(

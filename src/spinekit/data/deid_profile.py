@@ -61,7 +61,8 @@ _DUMMIES: dict[str, Any] = {
     "SL": 0, "FL": 0.0, "FD": 0.0, "UV": 0, "SV": 0,
 }
 """Dummy value per VR for action D."""
-_CODE_KEYWORDS = frozenset({"CodeValue", "CodeMeaning", "LongCodeValue", "URNCodeValue"})
+_CODE_KEYWORDS = frozenset({"CodeValue", "CodeMeaning", "LongCodeValue", "URNCodeValue",
+                            "CodingSchemeDesignator", "CodingSchemeVersion"})
 KEEP_UID_KEYWORDS = frozenset({"CodingSchemeUID", "ContextUID", "MappingResourceUID"})
 _KEEP_UID_SUFFIXES = ("ClassUID", "ClassUIDInFile", "TransferSyntaxUID", "TransferSyntaxUIDInFile",
                       "ClassesInStudy", "ClassesInSeries", "ClassesSupported")

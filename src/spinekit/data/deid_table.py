@@ -73,7 +73,7 @@ WindowCenter WindowWidth WindowCenterWidthExplanation VOILUTFunction VOILUTSeque
 LUTDescriptor LUTData LUTExplanation ModalityLUTType RescaleIntercept RescaleSlope RescaleType
 PresentationLUTShape PixelIntensityRelationship PixelIntensityRelationshipSign
 CodeValue CodingSchemeDesignator CodingSchemeVersion CodeMeaning LongCodeValue URNCodeValue
-ContextIdentifier ContextUID MappingResource ContextGroupVersion ReferencedSOPClassUID ReferencedFrameNumber
+ContextIdentifier ContextUID MappingResource ReferencedSOPClassUID ReferencedFrameNumber
 SharedFunctionalGroupsSequence PerFrameFunctionalGroupsSequence PixelMeasuresSequence
 PlanePositionSequence PlaneOrientationSequence FrameContentSequence PixelValueTransformationSequence
 FrameVOILUTSequence DimensionIndexValues StackID InStackPositionNumber TemporalPositionIndex
@@ -82,6 +82,8 @@ ScanningSequence SequenceVariant ScanOptions MRAcquisitionType RepetitionTime Ec
 InversionTime FlipAngle MagneticFieldStrength ImagingFrequency ImagedNucleus NumberOfAverages
 PixelBandwidth AcquisitionMatrix InPlanePhaseEncodingDirection EchoNumbers
 KVP XRayTubeCurrent ExposureTime Exposure ConvolutionKernel
+ValueType RelationshipType ContinuityOfContent ConceptNameCodeSequence ConceptCodeSequence
+MeasuredValueSequence NumericValue MeasurementUnitsCodeSequence
 """.split())  # noqa: SIM905 (one keyword list, wrapped)
 """Standard attributes outside Table E.1-1 that are kept (every other unlisted attribute is removed).
 
@@ -89,7 +91,8 @@ What an image needs to stay decodable, displayable and measurable: the image
 pixel module and palettes, multi-frame timing, geometry and spacing (including
 the ultrasound regions' calibration), SOP class and modality, window/rescale
 and LUTs, code triplets of coded values, the functional-group macros of
-enhanced objects, and the MR/CT/X-ray acquisition parameters that models use.
+enhanced objects, the MR/CT/X-ray acquisition parameters that models use, and the coded structure
+(not the text) of structured-report content items.
 Unlisted UIDs are not removed but remapped (see
 :func:`spinekit.data.deid_profile.default_action`).
 """
