@@ -72,7 +72,6 @@ def dicom(path: Path, frames_claimed: int | None = None, nested: int = 0, **attr
     """A small MONOCHROME2 Secondary Capture file; optionally lying about its frames or
     carrying ``nested`` levels of sequences."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
     ds = Dataset()
@@ -85,13 +84,6 @@ def dicom(path: Path, frames_claimed: int | None = None, nested: int = 0, **attr
     ds.PixelData = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8).tobytes()
     if frames_claimed is not None:
         ds.NumberOfFrames = frames_claimed
-    inner = Dataset()
-    for _ in range(nested):
-        outer = Dataset()
-        outer.ReferencedImageSequence = Sequence([inner])
-        inner = outer
-    if nested:
-        ds.ReferencedImageSequence = Sequence([inner])
     for key, value in attrs.items():
         setattr(ds, key, value)
     ds.file_meta = FileMetaDataset()
@@ -100,7 +92,18 @@ def dicom(path: Path, frames_claimed: int | None = None, nested: int = 0, **attr
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
+    if nested:  # appended by hand: pydicom's writer itself recurses per level
+        with path.open("ab") as f:
+            f.write(nested_sequence(nested))
     return path
+
+
+def nested_sequence(levels: int) -> bytes:
+    """Digital Signatures Sequence (FFFA,FFFA), the last tag, nested ``levels`` deep
+    (explicit VR little endian, undefined lengths)."""
+    start = b"\xfa\xff\xfa\xffSQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    end = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    return start * levels + end * levels
 
 
 def strict_json_problem(folder: Path) -> str | None:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 SPINEKIT = Path(sys.executable).with_name("spinekit")
 IGNORED = (".home", ".tmp")
-CLASSES = ("clear", "handled", "traceback", "hang", "silent", "unclear")
+CLASSES = ("clear", "handled", "traceback", "hang", "silent", "unclear", "setup-error")
 Check = Callable[[Path, str], "str | None"]
 _BOX = re.compile(r"[\u2500-\u257f]")
 _LOG = re.compile(r"^(INFO|WARNING|DEBUG)\s")
@@ -144,7 +144,10 @@ def run_case(case: Case, root: Path, bases: dict[str, Path], timeout: float) -> 
     case_dir.mkdir(parents=True)
     for need in case.needs:
         _copy_base(bases[need], case_dir / need)
-    case.setup(case_dir)
+    try:
+        case.setup(case_dir)
+    except Exception as exc:  # a broken case must not stop the corpus
+        return Outcome(case, "setup-error", None, f"{type(exc).__name__}: {exc}"[:200], 0.0)
     for sub in IGNORED:
         (case_dir / sub).mkdir(exist_ok=True)
     before = snapshot(case_dir)
