@@ -53,7 +53,7 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def field(doc: Mapping[str, Any], key: str, where: str) -> Any:
+def required(doc: Mapping[str, Any], key: str, where: str) -> Any:
     """``doc[key]``; :class:`Invalid` ``"<where>.<key>: missing"`` when absent."""
     if key not in doc:
         raise Invalid(join(where, key), "missing")

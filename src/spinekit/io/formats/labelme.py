@@ -29,9 +29,9 @@ from spinekit.io.validate import (
     MAX_ID,
     Invalid,
     fail,
-    field,
     integer,
     mapping,
+    required,
     sequence,
     shown,
     side,
@@ -69,7 +69,7 @@ def _parse_shape(raw: Any, index: int) -> tuple[Shape | None, str | None]:
     where = f"shapes[{index}]"
     try:
         shape = mapping(raw, where)
-        label = text(field(shape, "label", where), f"{where}.label")
+        label = text(required(shape, "label", where), f"{where}.label")
         shape_type = text(shape.get("shape_type") or "polygon", f"{where}.shape_type")
         kind = _KINDS.get(shape_type)
         if kind is None:
