@@ -302,7 +302,7 @@ def test_report_lists_changes_without_values(study: dict, tmp_path: Path) -> Non
     assert "PatientAddress" in entry["removed"] and "OtherPatientIDsSequence" in entry["removed"]
     assert {"PatientBirthDate", "InstitutionName", "AccessionNumber"} <= set(entry["emptied"])
     assert {"PatientID", "PatientName"} <= set(entry["replaced"])
-    assert entry["private_tags_removed"] == 3  # top level: creator + 2 (the nested ones go with their sequence)
+    assert entry["private_tags_removed"] == 3  # top level: creator + 2 (nested ones go with their sequence)
     assert entry["uids_remapped"] == 8  # study, series, SOP, frame of ref., source, 2 failed, ref.
     assert {"DateOfSecondaryCapture", "EvaluatorName"} <= set(entry["removed"])  # not in the table
     assert {"header_band", "outside_sector"} <= {r["kind"] for r in entry["regions_blanked"]}

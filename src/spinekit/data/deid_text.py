@@ -19,7 +19,8 @@ flat bar. :func:`detect_text` finds them in one frame:
    glyphs or one glyph wider than twice its height (joined characters);
 6. boxes are the lines' bounding boxes padded by a quarter of their height.
 
-Limits: dark text on a light background, very large (over ``max_height``) or
+Limits: dark text on a light background, very large (over ``max_height``), small
+(under ``min_height``) or
 single isolated characters, and text drawn over bright, textured tissue with
 low contrast are not found; a bright, flat, text-like structure in the image
 (calibration marks, ruler ticks, a needle echo) may be boxed.
@@ -42,7 +43,7 @@ class TextDetectorSettings:
 
     contrast: float = 48.0
     max_stroke: int = 4
-    min_height: int = 5
+    min_height: int = 6
     max_height: int = 40
     flatness: float = 0.35
     min_line_glyphs: int = 2
