@@ -250,13 +250,15 @@ def test_predict_skips_a_dicom_claiming_a_billion_frames_and_shortens_long_names
                 NumberOfFrames=10**9)
     long_name = "x" * 240 + ".png"
     write_png(inputs / long_name, 64, 48)
+    write_png(inputs / b"caf\xe9.png".decode("utf-8", "surrogateescape"), 64, 48)  # a Latin-1 name
     start = time.perf_counter()
     result = runner.invoke(app, ["predict", str(one_step_run), str(inputs), "--out", str(tmp_path / "out"),
                                  "--device", "cpu", "--format", "coco,labelme,overlay"])
     assert result.exit_code == 0, result.output
     assert time.perf_counter() - start < 60
     assert "huge.dcm: header claims 1000000000 frame(s)" in result.output
-    assert "1 images" in result.output and "Traceback" not in result.output
+    assert "2 images" in result.output and "Traceback" not in result.output
     written = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert max(len(name.encode()) for name in written) <= 120
     assert len([n for n in written if n.startswith("x" * 80) and n.endswith(".json")]) == 1
+    assert "caf\ufffd.json" in written

@@ -157,8 +157,12 @@ MAX_STEM_BYTES = 100
 
 
 def short_stem(stem: str, limit: int = MAX_STEM_BYTES) -> str:
-    """``stem`` itself when it fits in ``limit`` UTF-8 bytes, else its start plus a hash of the whole."""
-    if len(stem.encode("utf-8", "surrogateescape")) <= limit:
+    """``stem`` itself when it fits in ``limit`` UTF-8 bytes, else its start plus a hash of the whole.
+
+    Bytes of a non-UTF-8 file name (e.g. Latin-1) become U+FFFD, so every output name is valid text.
+    """
+    stem = stem.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if len(stem.encode("utf-8")) <= limit:
         return stem
     digest = hashlib.sha1(stem.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     head = stem.encode("utf-8", "surrogateescape")[: limit - 13].decode("utf-8", "ignore")
