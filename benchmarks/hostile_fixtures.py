@@ -222,3 +222,13 @@ def build_bases(root: Path, need_run: bool) -> dict[str, Path]:
         )
         bases["run"] = root / "run"
     return bases
+
+
+def ingested(n: int) -> Check:
+    """Exit 0 is right when all ``n`` images made it into ``out/annotations.json`` (a valid but
+    awkward input, e.g. a file name near NAME_MAX)."""
+    def check(case_dir: Path, output: str) -> str | None:
+        got = len(annotations(case_dir)["images"])
+        return None if got == n else f"{got} of {n} images ingested"
+
+    return check

@@ -223,13 +223,18 @@ def main() -> None:
     from hostile_cases import all_cases, build_bases
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help="Run only cases whose name contains this.")
+    parser.add_argument("--only", help="Run only cases whose name contains one of these (comma-separated).")
     parser.add_argument("--fast", action="store_true", help="Only the CI subset.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="Keep the corpus folder.")
     opts = parser.parse_args()
-    cases = [c for c in all_cases() if (not opts.only or opts.only in c.name) and (c.fast or not opts.fast)]
+    wanted = opts.only.split(",") if opts.only else []
+    cases = [
+        c
+        for c in all_cases()
+        if (not wanted or any(w in c.name for w in wanted)) and (c.fast or not opts.fast)
+    ]
     root = Path(tempfile.mkdtemp(prefix="spinekit-hostile-"))
     try:
         start = time.perf_counter()

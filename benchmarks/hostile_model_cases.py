@@ -11,6 +11,7 @@ from hostile_commands import DS_OUT, _nothing
 from hostile_fixtures import deep, dicom, png, strict_json_problem, write
 from hostile_inputs import Case
 
+PRED_OUT = (*DS_OUT, "metrics.json")
 RUN_OUT = ("run/metrics.json", "run/report.html", "run/report", "run/predictions", "run/eval", "out")
 
 
@@ -94,7 +95,7 @@ def results_cases() -> list[Case]:
                 _results(change),
                 names,
                 needs=("ds",),
-                outputs=(*DS_OUT, "pred.metrics.json"),
+                outputs=PRED_OUT,
                 ok=ok,
             )
         )
@@ -118,7 +119,7 @@ def results_cases() -> list[Case]:
             _results(lambda items: None),
             ("score-threshold", "score_threshold"),
             needs=("ds",),
-            outputs=DS_OUT,
+            outputs=PRED_OUT,
         ),
         Case(
             "evaluate-split-bogus",
@@ -127,7 +128,7 @@ def results_cases() -> list[Case]:
             _results(lambda items: None),
             ("split", "bogus"),
             needs=("ds",),
-            outputs=DS_OUT,
+            outputs=PRED_OUT,
         ),
         Case(
             "evaluate-fold-99",
@@ -136,7 +137,7 @@ def results_cases() -> list[Case]:
             _results(lambda items: None),
             ("fold",),
             needs=("ds",),
-            outputs=DS_OUT,
+            outputs=PRED_OUT,
         ),
         Case(
             "evaluate-joint-rule-bad",
@@ -145,7 +146,7 @@ def results_cases() -> list[Case]:
             _results(lambda items: None),
             ("joint-rule", "joint_rule", "X"),
             needs=("ds",),
-            outputs=DS_OUT,
+            outputs=PRED_OUT,
         ),
         Case(
             "measure-view-bogus",
@@ -340,7 +341,7 @@ def compare_cases() -> list[Case]:
         setup: Callable[[Path], None] = _nothing,
     ) -> Case:
         args = ["compare", "ds", "--out", "out", *extra]
-        return Case(f"compare-{name}", kind, args, setup, names, needs=("ds",), outputs=DS_OUT, fast=fast)
+        return Case(f"compare-{name}", kind, args, setup, names, needs=("ds",), outputs=PRED_OUT, fast=fast)
 
     return [
         case(
@@ -388,7 +389,12 @@ def compare_cases() -> list[Case]:
             ("cfg",),
             setup=lambda d: (d / "cfg").mkdir() and None,
         ),
-        case("set-lr-inf", "lr inf", ["--models", "maskrcnn_light", "--set", "optim.lr=inf"], ("lr",)),
+        case(
+            "set-lr-inf",
+            "lr inf",
+            ["--models", "maskrcnn_light", "--folds", "2", "--set", "optim.lr=inf"],
+            ("lr",),
+        ),
     ]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hostile_fixtures import LATIN1, LONG, deep, dicom, png, reported, write
+from hostile_fixtures import LATIN1, LONG, deep, dicom, ingested, png, reported, write
 from hostile_inputs import Case
 
 
@@ -39,8 +39,8 @@ def _aasce_case(
         kind,
         _ingest("aasce"),
         setup,
-        ("landmarks.csv", "filenames.csv", "s0.jpg", "s1.jpg"),
-        ok=reported("landmarks.csv", "s1.jpg", "filenames.csv"),
+        ("landmarks.csv", "filenames.csv", "s0.jpg", "s1.jpg", "nope.jpg", "passwd"),
+        ok=reported("landmarks.csv", "s1.jpg", "filenames.csv", "nope.jpg", "passwd"),
         fast=fast,
     )
 
@@ -133,6 +133,11 @@ def _images_case(
     return Case(f"images-{name}", kind, _ingest("images"), setup, (token,), ok=reported(token), fast=fast)
 
 
+def _long_name_source(d: Path) -> None:
+    png(d / "src" / "good.png")
+    png(d / "src" / f"{LONG}.png", seed=1)
+
+
 def images_cases() -> list[Case]:
     def bomb(src: Path) -> None:
         bomb_png = png(src / "bomb.png")
@@ -202,5 +207,12 @@ def images_cases() -> list[Case]:
             lambda s: png(Path(os.fsdecode(os.fsencode(s) + b"/" + LATIN1 + b".png"))),
             "caf",
         ),
-        _images_case("long-name", "near-NAME_MAX file names", lambda s: png(s / f"{LONG}.png"), LONG[:30]),
+        Case(
+            "images-long-name",
+            "near-NAME_MAX file names",
+            _ingest("images"),
+            _long_name_source,
+            (LONG[:30],),
+            ok=ingested(2),
+        ),
     ]
