@@ -84,6 +84,7 @@ def test_real_scanner_frame_header_text_blanked(tmp_path: Path) -> None:
     assert not out[8:22, 10:75].any()  # "PHILIPS"
     assert not out[8:22, 668:775].any()  # "5/25/2011"
     assert not out[36:50, 95:265].any()  # "11-05-25-142825"
+    assert not out[38:48, 328:496].any()  # "Philips Healthcare": the thin "ili" too
     fan = sector.copy()
     fan[:100] = False  # below the top arc, where no text is
     assert (out[fan] == original[fan]).mean() > 0.99

@@ -13,7 +13,8 @@ flat bar. :func:`detect_text` finds them in one frame:
    a character (height ``min_height``..``max_height``, not a long thin line),
    are "flat" (most pixels near the component's brightest value: printed text
    is drawn in one colour, speckle peaks in the middle) and are stroke-like
-   (fill of the bounding box below 0.9);
+   (fill of the bounding box below 0.9, or a narrow upright stroke at most a
+   third as wide as tall: 'i', 'l', '1');
 5. glyphs are joined into text lines: similar height, overlapping rows, a gap
    below ``1.5 x`` the taller height; a line is text when it holds at least two
    glyphs or one glyph wider than twice its height (joined characters);
@@ -98,7 +99,8 @@ def _glyphs(grey: np.ndarray, settings: TextDetectorSettings) -> tuple[list[_Gly
     h, w = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     keep = (h >= settings.min_height) & (h <= settings.max_height) & (w <= 12 * h)
-    keep &= areas < 0.9 * h * w
+    # stroke-like: not a filled block, except narrow upright strokes ('i', 'l', '1', 'I')
+    keep &= (areas < 0.9 * h * w) | (w * 3 <= h)
     glyphs = []
     for i in np.nonzero(keep)[0]:
         values = grey[slices[i]][labels[slices[i]] == i + 1]
