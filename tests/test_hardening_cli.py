@@ -262,3 +262,149 @@ def test_predict_skips_a_dicom_claiming_a_billion_frames_and_shortens_long_names
     assert max(len(name.encode()) for name in written) <= 120
     assert len([n for n in written if n.startswith("x" * 80) and n.endswith(".json")]) == 1
     assert "caf\ufffd.json" in written
+
+
+# ----------------------------------------------------------------------------- silent cases of the corpus
+
+def _labelme_pair(src: Path, **changes: object) -> Path:
+    """A good LabelMe document P000_F000 plus ``bad.json`` (with ``changes``) beside its image."""
+    for name in ("P000_F000", "bad"):
+        write_png(src / f"{name}.png", 64, 48, texture=len(name))
+        doc = labelme_doc(f"{name}.png", 64, 48, [poly("F", [[10, 10], [20, 10], [20, 18]])])
+        (src / f"{name}.json").write_text(json.dumps({**doc, **changes} if name == "bad" else doc))
+    return src / "bad.json"
+
+
+def _ingest_report(out: Path) -> dict:
+    return json.loads((out / "ingest_report.json").read_text(encoding="utf-8"))
+
+
+def test_labelme_group_id_must_be_an_integer_or_null(tmp_path: Path) -> None:
+    shapes = [{**poly("F", [[10, 10], [20, 10], [20, 18]]), "group_id": "x"},
+              poly("F", [[30, 30], [40, 30], [40, 38]], group_id=2)]
+    bad = _labelme_pair(tmp_path / "src", shapes=shapes)
+    result = runner.invoke(app, ["ingest", str(tmp_path / "src"), "--format", "labelme",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    reason = "shapes[0].group_id: must be an integer, got 'x'"
+    assert f"warning {bad}: {reason}" in result.output  # on screen, and in the report:
+    assert {"file": str(bad), "reason": reason} in _ingest_report(tmp_path / "out")["warnings"]
+    assert _ingest_report(tmp_path / "out")["annotations"] == 2  # the good shapes of both files
+
+
+def test_labelme_broken_image_data_skips_the_file_even_beside_its_image(tmp_path: Path) -> None:
+    bad = _labelme_pair(tmp_path / "src", imageData="!!notbase64")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "src"), "--format", "labelme",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (skipped,) = _ingest_report(tmp_path / "out")["skipped"]
+    assert skipped["file"] == str(bad) and skipped["reason"].startswith("imageData: is not valid base64")
+    assert f"skipped {bad}: imageData: is not valid base64" in result.output
+    # valid base64 with line breaks (as some tools wrap it) is read when the image file is absent
+    import base64
+
+    png = (tmp_path / "src" / "bad.png").read_bytes()
+    encoded = base64.b64encode(png).decode()
+    (tmp_path / "src" / "bad.png").unlink()
+    doc = json.loads(bad.read_text())
+    bad.write_text(json.dumps({**doc, "imageData": "\n".join(encoded[i:i + 76]
+                                                             for i in range(0, len(encoded), 76))}))
+    result = runner.invoke(app, ["ingest", str(tmp_path / "src"), "--format", "labelme",
+                                 "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 0 and _ingest_report(tmp_path / "out2")["images"] == 2, result.output
+    assert (tmp_path / "out2" / "images" / "bad.png").read_bytes() == png
+
+
+def test_patient_pattern_needs_a_group_and_classes_one_equals_sign(tmp_path: Path) -> None:
+    _labelme_pair(tmp_path / "src")
+    base = ["ingest", str(tmp_path / "src"), "--format", "labelme", "--out", str(tmp_path / "out")]
+    assert one_error([*base, "--patient-pattern", "^P"]) == (
+        "error: --patient-pattern: '^P' must contain one capture group (the patient id)")
+    assert one_error([*base, "--classes", "E=x,F=a=b"]) == (
+        "error: --classes: 'F=a=b' has more than one '=' (use A=B to rename, A to keep, A= to drop)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_deidentify_fails_a_file_whose_header_claims_more_pixels_than_it_holds(tmp_path: Path) -> None:
+    from test_dicom import write_dicom
+
+    src = tmp_path / "src"
+    src.mkdir()
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    write_dicom(src / "huge.dcm", pixels, NumberOfFrames=10**9)
+    write_dicom(src / "good.dcm", pixels)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["deidentify", str(src), "--out", str(out), "--salt", "s"])
+    assert result.exit_code == 1, result.output
+    assert "failed: huge.dcm: header claims 1000000000 frame(s) of 16x16x1 at 8 bits" in result.output
+    assert (out / "good.dcm").is_file() and not (out / "huge.dcm").exists()
+    report = json.loads((out / "deidentify_report.json").read_text())
+    (failed,) = [f for f in report["files"] if f["status"] == "failed"]
+    assert "its Pixel Data has 256 bytes" in failed["reason"]
+
+
+def _run_folder(root: Path, config: str) -> Path:
+    run = root / "run"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config)
+    return run
+
+
+def test_evaluate_checkpoint_must_be_best_or_last(tmp_path: Path) -> None:
+    run = _run_folder(tmp_path, "{}\n")
+    assert one_error(["evaluate", str(run), "--checkpoint", "x"]) == (
+        "error: --checkpoint must be best or last, got 'x'")
+
+
+def test_a_runs_config_goes_through_the_limited_reader_everywhere(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    rows += [f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]" for p, n in zip("abcdefgh", "bcdefghi",
+                                                                             strict=True)]
+    run = _run_folder(tmp_path, "\n".join(rows) + "\n")  # 10^9 values once expanded
+    config = run / "config.yaml"
+    start = time.perf_counter()
+    predict = ["predict", str(run), str(tmp_path), "--out", str(tmp_path / "o")]
+    for command in (["evaluate", str(run)], predict):
+        line = one_error(command)
+        assert line.startswith(f"error: {config}: more than 100000 values after expanding aliases"), line
+    config.write_text("train: {batch_size: 0}\n")
+    assert one_error(["evaluate", str(run)]) == f"error: {config}: train.batch_size must be >= 1, got 0"
+    config.write_text("train: " + "[" * 5000 + "]" * 5000 + "\n")
+    monkeypatch.chdir(tmp_path)  # short paths: the log handler wraps lines at 80 columns here
+    result = runner.invoke(app, ["report", "run"])  # the report notes it and goes on
+    assert result.exit_code == 0, result.output
+    assert "run/config.yaml: YAML nested too deeply; refused (configuration not shown)" in " ".join(
+        result.output.split())
+    assert "YAML nested too deeply" in (run / "report.html").read_text()
+    assert time.perf_counter() - start < 30
+
+
+def test_report_warns_about_bad_log_lines_and_builds_from_the_good_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _run_folder(tmp_path, "{}\n")
+    good = [{"kind": "train", "epoch": 0, "step": s, "loss": 1.0 / s, "lr": 0.01} for s in (1, 2)]
+    lines = [json.dumps(good[0]), '{"kind": "train", "step": NaN}', "", "[1, 2]", json.dumps(good[1]),
+             "{broken"]
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)  # short paths: the log handler wraps lines at 80 columns here
+    result = runner.invoke(app, ["report", "run"])
+    assert result.exit_code == 0, result.output
+    warning = ("run/log.jsonl: 3 of 5 lines skipped, not valid log entries (strict JSON objects "
+               "with a kind): lines 2, 4, 6")
+    assert warning in " ".join(result.output.split())
+    from spinekit.reports.run_files import read_run_files
+
+    assert [e["step"] for e in read_run_files(run).train] == [1, 2]
+
+
+def test_run_log_is_strict_json_and_resume_drops_a_half_written_line(tmp_path: Path) -> None:
+    from spinekit.engine.runlog import RunLog
+    from spinekit.io.jsonfile import parse_json
+
+    path = tmp_path / "log.jsonl"
+    RunLog(path).write({"kind": "train", "step": 1, "loss": float("nan")})
+    assert parse_json(path.read_text().strip(), path) == {"kind": "train", "step": 1, "loss": None}
+    path.write_text(path.read_text() + '{"kind": "train", "step": 2}\n{"kind": "tr')
+    RunLog(path, keep_until_step=1)
+    assert path.read_text() == '{"kind": "train", "step": 1, "loss": null}\n'

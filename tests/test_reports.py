@@ -179,7 +179,7 @@ def test_report_of_a_complete_run(tmp_path: Path, dataset: Path) -> None:
     assert captions[-1] in ("images/P001_a.png", "images/P004_n.png")  # perfect images last
     assert "images/P003_&lt;b&gt;c.png" in captions
     assert "<b>c" not in page
-    assert "1 line(s) are not JSON objects" in page  # the half-written last log line
+    assert "1 of 13 lines skipped, not valid log entries" in page  # the half-written last log line
     assert "What is missing" not in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert len(page) < 5_000_000

@@ -87,11 +87,11 @@ def ingest(
         help="Check image headers only (skip the full decode that catches truncated files).")] = False,
 ) -> None:
     """Read annotations in any supported format into a spinekit dataset (COCO)."""
-    from spinekit.data.ingest import IngestOptions
+    from spinekit.data.ingest import IngestOptions, compile_patient_pattern
     from spinekit.data.ingest import ingest as run_ingest
 
     with user_errors():
-        check_regex("--patient-pattern", patient_pattern)
+        compile_patient_pattern(patient_pattern)
         check_options(max_megapixels=(max_megapixels, "option.positive"),
                       min_component_px=(min_component_px, "option.size"))
         options = IngestOptions(
@@ -111,11 +111,12 @@ def ingest(
     rows += [(f"class {name}", n) for name, n in report.categories.items()]
     rows += [(f"dropped label {name}", n) for name, n in report.dropped_labels.items()]
     out_console.print(_table(f"ingest {src} -> {out}", rows))
-    for skipped in report.skipped[:20]:
-        console.print(f"skipped {skipped['file']}: {skipped['reason']}", highlight=False, markup=False,
-                      soft_wrap=True)
-    if len(report.skipped) > 20:
-        console.print(f"... and {len(report.skipped) - 20} more in {out}/ingest_report.json")
+    for what, entries in (("skipped", report.skipped), ("warning", report.warnings)):
+        for entry in entries[:20]:
+            where = f"{entry['file']}: " if entry["file"] else ""
+            console.print(f"{what} {where}{entry['reason']}", highlight=False, markup=False, soft_wrap=True)
+        if len(entries) > 20:
+            console.print(f"... and {len(entries) - 20} more in {out}/ingest_report.json")
 
 
 def _frames(text: str) -> str | int:

@@ -37,6 +37,9 @@ class ClassMap:
                 raise UsageError(f"--classes: empty class name in {spec!r}")
             if source in mapping:
                 raise UsageError(f"--classes: {source!r} given twice")
+            if "=" in target:
+                raise UsageError(f"--classes: {entry.strip()!r} has more than one '=' (use A=B to "
+                                 "rename, A to keep, A= to drop)")
             name = (target or None) if sep else source
             mapping[source] = name
             if name is not None and name not in order:

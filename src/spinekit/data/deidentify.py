@@ -42,6 +42,7 @@ from spinekit.data.deid_profile import (
 )
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_path, atomic_write_json
+from spinekit.io.dicom import check_pixel_data_length
 from spinekit.io.images import MAX_IMAGE_PIXELS, RASTER_SUFFIXES, is_dicom
 
 TextAction = Literal["blank", "refuse"]
@@ -295,9 +296,13 @@ def _check_not_truncated(ds: Dataset, src: Path) -> None:
 
 
 def _read_dicom(src: Path) -> Dataset:
+    """The whole dataset; InputError when it is not DICOM, truncated, or its header claims more
+    pixel data than it holds (frames x rows x columns x samples x bits: a file whose header
+    lies about its pixels is not a valid output)."""
     try:
         ds = pydicom.dcmread(src)
         _check_not_truncated(ds, src)
+        check_pixel_data_length(ds, src)
         return ds
     except InvalidDicomError:
         pass
@@ -312,6 +317,7 @@ def _read_dicom(src: Path) -> Dataset:
     if "SOPClassUID" not in ds:
         raise InputError(src, "not a DICOM file (no preamble and no SOP Class UID)")
     _check_not_truncated(ds, src)
+    check_pixel_data_length(ds, src)
     implicit, little = ds.original_encoding
     if not hasattr(ds, "file_meta"):
         ds.file_meta = FileMetaDataset()

@@ -29,7 +29,7 @@ from spinekit.data.records import (
     INGEST_REPORT_FILE,
     DatasetRecords,
 )
-from spinekit.errors import InputError
+from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from spinekit.io.images import MAX_IMAGE_PIXELS, decode_image_bytes, image_size, is_dicom, read_image
 from spinekit.io.shapes import ReadResult, SourceItem
@@ -147,13 +147,25 @@ def _default_pattern(options: IngestOptions) -> str | None:
     return options.patient_pattern
 
 
+def compile_patient_pattern(text: str | None) -> re.Pattern[str] | None:
+    """The compiled ``--patient-pattern``; UsageError when it is not a regular expression or
+    has no capture group (its first group is the patient id)."""
+    if not text:
+        return None
+    try:
+        rule = re.compile(text)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise UsageError(f"--patient-pattern: invalid regular expression {text!r} ({exc})") from exc
+    if rule.groups < 1:
+        raise UsageError(f"--patient-pattern: {text!r} must contain one capture group (the patient id)")
+    return rule
+
+
 def _patient_from_name(pattern: re.Pattern[str] | None, file_name: str) -> str | None:
     if pattern is None:
         return None
     match = pattern.search(Path(file_name).name)
-    if match is None:
-        return None
-    return match.group(1) if match.groups() else match.group(0)
+    return None if match is None else match.group(1)
 
 
 def _dataset_name(relative: str) -> str:
@@ -243,11 +255,10 @@ def ingest(src: str | Path, out: str | Path, options: IngestOptions,
     src_path, out_path = Path(src), Path(out)
     _check_paths(src_path, out_path, options.overwrite)
     class_map = ClassMap.parse(options.classes)
+    pattern = compile_patient_pattern(_default_pattern(options))
     read = read_source(src_path, options)
     report = IngestReport(source=str(src_path), out=str(out_path), format=options.format)
     report.skipped.extend(_split_line(line) for line in read.skipped)
-    pattern_text = _default_pattern(options)
-    pattern = re.compile(pattern_text) if pattern_text else None
     converter = ItemConverter(class_map)
     writer = _ImageWriter(out_path, options)
     images: list[dict[str, Any]] = []

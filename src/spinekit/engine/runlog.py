@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from spinekit.engine.hooks import Hook, LoopState
-from spinekit.io.atomic import atomic_write_text
+from spinekit.io.atomic import atomic_write_text, json_text
+
+
+def _step(line: str) -> int | None:
+    """The ``step`` of one log line; None for a line that is not a JSON object with an integer
+    step (e.g. the half-written last line of a killed run: dropped on resume)."""
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = entry.get("step", 0) if isinstance(entry, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class RunLog(Hook):
@@ -23,8 +34,8 @@ class RunLog(Hook):
         self.enabled = enabled
         self.every = every
         if enabled and keep_until_step > 0 and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+            kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+                    if (step := _step(line)) is not None and step <= keep_until_step]
             atomic_write_text(path, "".join(f"{line}\n" for line in kept))
         elif enabled and keep_until_step == 0 and path.exists():
             atomic_write_text(path, "")
@@ -33,7 +44,7 @@ class RunLog(Hook):
         """Append one record."""
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json_text(record, indent=None) + "\n")  # strict JSON: NaN -> null
 
     def after_step(self, state: LoopState, values: dict[str, float]) -> None:
         if state.step % self.every == 0:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from spinekit.engine.checkpoint import BEST, LAST, checkpoint_path, load_checkpoint
-from spinekit.engine.config import Config, config_from_dict
+from spinekit.engine.config import Config, config_from_dict, load_config
 from spinekit.errors import InputError, UsageError
 from spinekit.io.jsonfile import read_json_object
 from spinekit.models.registry import build_model
@@ -28,15 +28,26 @@ class LoadedRun:
     checkpoint: Path
 
 
-def load_run(run: str | Path, *, which: str = "best", device: torch.device | None = None) -> LoadedRun:
-    """Build the run's model and load ``checkpoints/best.pt`` (or ``last.pt``).
+CHECKPOINTS = ("best", "last")
+"""The checkpoints of a run ``which`` can name (``--checkpoint``)."""
 
-    Raises :class:`InputError` when the folder is not a run or the checkpoint does
-    not fit the model named in its config.
+
+def load_run(run: str | Path, *, which: str = "best", device: torch.device | None = None) -> LoadedRun:
+    """Build the run's model and load ``checkpoints/best.pt`` (``which="best"``; ``last.pt``
+    when there is no best yet) or ``last.pt`` (``which="last"``).
+
+    Raises :class:`UsageError` for another ``which``, :class:`InputError` when the folder
+    is not a run, its ``config.yaml`` is unreadable or invalid (read by
+    :func:`~spinekit.engine.config.load_config`: size, depth and alias limits, value
+    rules), or the checkpoint does not fit the model named in its config. The model is
+    built from the config stored in the checkpoint (the one it was trained with).
     """
+    if which not in CHECKPOINTS:
+        raise UsageError(f"--checkpoint must be {' or '.join(CHECKPOINTS)}, got {which!r}")
     folder = Path(run)
     if not (folder / "config.yaml").is_file():
         raise InputError(folder, "not a spinekit run folder (no config.yaml)")
+    load_config(folder / "config.yaml")  # limited YAML reader + validation: a damaged run is refused
     path = checkpoint_path(folder, BEST if which == "best" else LAST)
     if which == "best" and not path.exists():
         path = checkpoint_path(folder, LAST)

@@ -161,7 +161,17 @@ def _frame_count(ds: Dataset, path: Path) -> int:
     return count
 
 
-def _check_frame_bytes(ds: Dataset, path: Path, count: int) -> None:
+def check_pixel_data_length(ds: Dataset, path: Path) -> None:
+    """For a dataset read with its pixel data: InputError when NumberOfFrames x Rows x Columns x
+    SamplesPerPixel x BitsAllocated needs more bytes than its Pixel Data holds (a header that
+    lies about its pixel data, e.g. 10^9 frames), by the rule of :func:`_check_frame_bytes`."""
+    if "PixelData" not in ds:
+        return
+    count = max(_int_attr(ds, "NumberOfFrames", 1, path), 1)
+    _check_frame_bytes(ds, path, count, available=len(ds.PixelData))
+
+
+def _check_frame_bytes(ds: Dataset, path: Path, count: int, *, available: int | None = None) -> None:
     """A header claiming more pixel data than the file holds (e.g. 10^9 frames) is refused.
 
     Native (uncompressed) pixel data needs ``frames x rows x columns x samples x
@@ -169,7 +179,8 @@ def _check_frame_bytes(ds: Dataset, path: Path, count: int) -> None:
     8-byte item header per frame; deflated files are bounded by deflate's
     largest ratio (~1032:1). The file size is an upper bound of the Pixel Data
     length, so no valid file is refused; a file that passes but is still short
-    is reported by the decoder as truncated.
+    is reported by the decoder as truncated. ``available``: the length of the
+    Pixel Data value itself (already inflated) instead of the file size.
     """
     rows, cols = _int_attr(ds, "Rows", 0, path), _int_attr(ds, "Columns", 0, path)
     samples = max(_int_attr(ds, "SamplesPerPixel", 1, path), 1)
@@ -178,17 +189,18 @@ def _check_frame_bytes(ds: Dataset, path: Path, count: int) -> None:
     bits = _int_attr(ds, "BitsAllocated", 8, path)
     if bits not in (1, 8, 16, 32, 64):
         raise InputError(path, f"unsupported BitsAllocated {bits} (1, 8, 16, 32 or 64)")
-    size = path.stat().st_size
-    syntax = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "")))
-    if syntax == DeflatedExplicitVRLittleEndian:
+    size = path.stat().st_size if available is None else available
+    syntax = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")))
+    if syntax == DeflatedExplicitVRLittleEndian and available is None:
         need, budget = math.ceil(count * rows * cols * samples * bits / 8), size * 1032
-    elif syntax.is_compressed:
+    elif syntax.is_transfer_syntax and syntax.is_compressed:
         need, budget = count * 8, size
     else:
         need, budget = math.ceil(count * rows * cols * samples * bits / 8), size
     if need > budget:
+        holder = "the file has" if available is None else "its Pixel Data has"
         raise InputError(path, f"header claims {count} frame(s) of {cols}x{rows}x{samples} at {bits} bits "
-                         f"({need} bytes of pixel data) but the file has {size} bytes; damaged or hostile "
+                         f"({need} bytes of pixel data) but {holder} {size} bytes; damaged or hostile "
                          "header, refused")
 
 

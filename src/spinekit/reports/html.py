@@ -252,12 +252,15 @@ def build_report(run: Path, *, dataset: Path | None = None, max_overlays: int = 
     """Write ``run/report.html`` (atomically) and return its path.
 
     ``dataset`` overrides the dataset folder named in ``run/dataset.json``.
-    Absent run files are listed in the page, never an error; an absent run
-    folder raises :class:`InputError`. ``progress(done, total)`` is called while
+    Absent run files are listed in the page, never an error; unreadable ones (or
+    unreadable lines of ``log.jsonl``) are listed in the page and logged as warnings;
+    an absent run folder raises :class:`InputError`. ``progress(done, total)`` is called while
     overlays are rendered. Overlays show predictions with score >=
     ``score_threshold``; at most ``max_overlays``, worst first.
     """
     files = read_run_files(run)
+    for problem in files.problems:  # also listed in the page's notes
+        log.warning("%s", problem)
     chosen = Path(dataset) if dataset is not None else dataset_from_run(files)
     page = render_report(files, dataset=chosen, max_overlays=max_overlays,
                          score_threshold=score_threshold, progress=progress)

@@ -8,13 +8,12 @@ evaluated). :func:`read_run_files` reads what is there and records what is not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spinekit.errors import InputError
-from spinekit.io.jsonfile import read_json, read_json_object
+from spinekit.errors import InputError, UsageError
+from spinekit.io.jsonfile import parse_json, read_json, read_json_object
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
@@ -22,6 +21,8 @@ METRICS_FILE = "metrics.json"
 DATASET_FILE = "dataset.json"
 PREDICTIONS_DIR = "predictions"
 REPORT_FILE = "report.html"
+LOG_KINDS = ("train", "val", "epoch")
+"""The ``kind`` of every line :class:`~spinekit.engine.runlog.RunLog` writes."""
 
 _MEANING = {
     CONFIG_FILE: "the resolved configuration is unknown",
@@ -57,51 +58,75 @@ class RunFiles:
 
 
 def _read_config(files: RunFiles) -> None:
-    import yaml
+    """The run's config, read by the limited YAML reader (size, depth, alias expansion) and
+    checked by the config rules; unreadable: noted and not shown; breaking a rule: noted and
+    shown as written (the report is where one looks for what is wrong with a run)."""
+    from spinekit.engine.config import config_from_dict
+    from spinekit.io.yamlfile import read_yaml
 
     path = files.run / CONFIG_FILE
     if not path.is_file():
         files.note_missing(CONFIG_FILE)
         return
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        files.problems.append(f"{path}: not readable YAML ({exc.__class__.__name__})")
+        data = read_yaml(path, what="config file")
+    except InputError as exc:
+        files.problems.append(f"{exc} (configuration not shown)")
         return
-    if isinstance(data, dict):
-        files.config = data
-    else:
-        files.problems.append(f"{path}: not a YAML mapping")
+    if not isinstance(data, dict):
+        files.problems.append(f"{path}: not a YAML mapping (configuration not shown)")
+        return
+    files.config = data
+    try:
+        config_from_dict(data)
+    except UsageError as exc:
+        files.problems.append(f"{path}: {exc} (configuration shown as written)")
+
+
+def _log_entry(line: str, path: Path) -> dict[str, Any] | None:
+    """One ``log.jsonl`` line as a log entry (strict JSON, an object with a known ``kind``)."""
+    try:
+        entry = parse_json(line, path)
+    except InputError:
+        return None
+    if not isinstance(entry, dict) or entry.get("kind") not in LOG_KINDS:
+        return None
+    return entry
+
+
+def _line_numbers(numbers: list[int], shown: int = 5) -> str:
+    listed = ", ".join(str(n) for n in numbers[:shown])
+    return f"line {listed}" if len(numbers) == 1 else (
+        f"lines {listed}" + (f", ... ({len(numbers) - shown} more)" if len(numbers) > shown else ""))
 
 
 def _read_log(files: RunFiles) -> None:
+    """Training curves from ``log.jsonl``; lines that are not strict-JSON log entries (NaN,
+    broken, a last line still being written) are skipped and noted with their numbers."""
     path = files.run / LOG_FILE
     if not path.is_file():
         files.note_missing(LOG_FILE)
         return
-    bad = 0
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        files.problems.append(f"{path}: cannot read ({exc.__class__.__name__})")
+        files.problems.append(f"{path}: cannot read ({exc.__class__.__name__}); no training curves")
         return
-    for line in lines:
+    bad: list[int] = []
+    used = 0
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
+        entry = _log_entry(line, path)
+        if entry is None:
+            bad.append(number)
             continue
-        if not isinstance(entry, dict):
-            bad += 1
-        elif entry.get("kind") == "train":
-            files.train.append(entry)
-        elif entry.get("kind") == "val":
-            files.val.append(entry)
+        used += 1
+        if entry["kind"] in ("train", "val"):
+            getattr(files, entry["kind"]).append(entry)
     if bad:
-        files.problems.append(f"{path}: {bad} line(s) are not JSON objects and were skipped "
-                              "(a run still writing its last line leaves one)")
+        files.problems.append(f"{path}: {len(bad)} of {len(bad) + used} lines skipped, not valid log "
+                              f"entries (strict JSON objects with a kind): {_line_numbers(bad)}")
 
 
 def _read_object(files: RunFiles, name: str, what: str) -> dict[str, Any] | None:

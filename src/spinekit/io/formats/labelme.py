@@ -92,9 +92,7 @@ def _shape_attributes(shape: dict[str, Any], label: str, where: str) -> dict[str
     attributes: dict[str, str] = {}
     group = shape.get("group_id")
     if group is not None:
-        group_where = f"{where}.group_id"
-        group_id = text(group, group_where) if isinstance(group, str) else str(
-            integer(group, group_where, lo=-MAX_ID))
+        group_id = str(integer(group, f"{where}.group_id", lo=-MAX_ID))  # LabelMe: an int or null
         attributes["group_id"] = group_id
         attributes["instance"] = f"{label}#{group_id}"
     description = shape.get("description")
@@ -113,10 +111,10 @@ def _document_fields(doc: dict[str, Any]) -> dict[str, Any]:
     for key, value in flags.items():
         if not isinstance(value, bool | int):
             raise Invalid(f"flags.{key}", f"must be true or false, got {shown(value)}")
-    for key in ("imagePath", "imageData"):
-        if doc.get(key) is not None:
-            text(doc[key], key, empty=True)
+    if doc.get("imagePath") is not None:
+        text(doc["imagePath"], "imagePath", empty=True)
     return {
+        "image_data": _image_data(doc.get("imageData")),
         "width": None if width is None else side(width, "imageWidth"),
         "height": None if height is None else side(height, "imageHeight"),
         "pixel_spacing_mm": spacing(doc.get("pixel_spacing_mm"), "pixel_spacing_mm"),
@@ -125,10 +123,27 @@ def _document_fields(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _image_data(value: Any) -> bytes | None:
+    """The decoded ``imageData`` (None when null or empty): strict base64, whitespace (line
+    breaks) allowed; raises :class:`Invalid`. Checked whenever present, even when the
+    ``imagePath`` file exists (spinekit then copies that file, the original encoding), since
+    LabelMe decodes imageData whenever present and cannot open the document when it is broken."""
+    if value is None:
+        return None
+    encoded = "".join(text(value, "imageData", empty=True).split())
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Invalid("imageData", f"is not valid base64 ({exc})") from exc
+
+
 def _resolve_image(
-    doc: dict[str, Any], json_path: Path, root: Path
+    doc: dict[str, Any], json_path: Path, root: Path, raw: bytes | None
 ) -> tuple[Path | None, bytes | None, str]:
-    """Return (image path, embedded bytes, dataset file name) for one document."""
+    """Return (image path, embedded bytes, dataset file name) for one document; ``raw`` is
+    the decoded ``imageData`` (used when the ``imagePath`` file is absent)."""
     rel_dir = json_path.parent.relative_to(root).as_posix()
     image_ref = str(doc.get("imagePath") or "").replace("\\", "/")
     image_path: Path | None = None
@@ -137,12 +152,7 @@ def _resolve_image(
         image_path = safe_join(root, joined, source=json_path)
         if image_path.is_file():
             return image_path, None, image_path.relative_to(root.resolve()).as_posix()
-    data = doc.get("imageData")
-    if data:
-        try:
-            raw = base64.b64decode(str(data), validate=False)
-        except (binascii.Error, ValueError) as exc:
-            raise InputError(json_path, f"imageData is not valid base64 ({exc})") from exc
+    if raw is not None:
         suffix = Path(image_ref).suffix.lower() if image_ref else ""
         if suffix not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
             suffix = ".jpg" if raw[:3] == b"\xff\xd8\xff" else ".png"
@@ -161,7 +171,7 @@ def _read_document(json_path: Path, root: Path) -> SourceItem:
         fields = _document_fields(doc)
     except Invalid as exc:
         fail(json_path, exc)
-    image_path, image_bytes, file_name = _resolve_image(doc, json_path, root)
+    image_path, image_bytes, file_name = _resolve_image(doc, json_path, root, fields["image_data"])
     shapes: list[Shape] = []
     warnings: list[str] = []
     for index, raw in enumerate(fields["shapes"]):
