@@ -137,6 +137,26 @@ def reported(*tokens: str, report: str = "out/ingest_report.json") -> Check:
     return check
 
 
+def flagged(file: str, field: str, report: str = "out/ingest_report.json") -> Check:
+    """Exit 0 is fine only when ``report`` lists ``file`` (skipped or warned) with a reason naming
+    ``field``, the same ``file: ...field...`` line was shown on screen, and every JSON output is
+    strict."""
+
+    def check(case_dir: Path, output: str) -> str | None:
+        bad = strict_json_problem(case_dir / "out")
+        if bad:
+            return f"non-strict JSON written: {bad}"
+        path = case_dir / report
+        doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        entries = [e for key in ("skipped", "warnings") for e in doc.get(key, []) if isinstance(e, dict)]
+        if not any(file in str(e.get("file")) and field in str(e.get("reason")) for e in entries):
+            return f"{file}: {field} not listed in {Path(report).name}"
+        lines = [line for line in output.splitlines() if file in line and field in line]
+        return None if lines else f"{file}: {field} not shown on screen"
+
+    return check
+
+
 def refuse_unless(test: Callable[[Path], str | None]) -> Check:
     """Exit 0 is fine when ``test(case_dir)`` returns None (else its reason)."""
     return lambda case_dir, output: test(case_dir)
@@ -222,6 +242,20 @@ def build_bases(root: Path, need_run: bool) -> dict[str, Path]:
         )
         bases["run"] = root / "run"
     return bases
+
+
+def light_run(root: Path, ds: Path) -> Path:
+    """A run folder as training writes it (config.yaml, dataset.json, log.jsonl) but without
+    checkpoints: enough for the cases refused before a model is loaded (CI subset; the full
+    corpus trains a real one)."""
+    from spinekit.engine.config import dump_config, load_config
+
+    run = root / "run"
+    run.mkdir(parents=True)
+    dump_config(load_config(None, ["data.size=[64,64]", "data.workers=0"]), run / "config.yaml")
+    write(run / "dataset.json", {"dataset": str(ds.resolve()), "fold": 0, "classes": ["E", "F"]})
+    write(run / "log.jsonl", '{"kind": "train", "epoch": 0, "step": 1, "loss": 0.5}\n')
+    return run
 
 
 def ingested(n: int) -> Check:

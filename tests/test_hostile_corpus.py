@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from hostile_cases import all_cases, build_bases
+from hostile_fixtures import light_run
 from hostile_inputs import Case, Outcome, classify, run_corpus
 
 CI_CASES = (
@@ -31,7 +32,18 @@ CI_CASES = (
     "split-dup-groups-bad",
     "export-format-bogus",
     "deidentify-zero-byte",
+    "labelme-group-id-str",
+    "labelme-image-data-garbage",
+    "labelme-regex-no-group",
+    "ingest-classes-malformed",
+    "deidentify-1e9-frames",
+    "evaluate-checkpoint-bogus",
+    "evaluate-config-bomb",
+    "report-log-garbage",
+    "report-config-bomb",
 )
+"""Cases needing a run get :func:`light_run` (no checkpoints: they are refused or handled before
+a model is loaded); the full corpus trains a real one."""
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +52,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     cases = {c.name: c for c in all_cases()}
     chosen = [cases[name] for name in CI_CASES]
     bases = build_bases(root / "_base", need_run=False)
+    bases["run"] = light_run(root / "_base", bases["ds"])
     return {o.case.name: o for o in run_corpus(chosen, root / "cases", bases, timeout=60, workers=2)}
 
 
