@@ -333,14 +333,17 @@ def test_deidentify_fails_a_file_whose_header_claims_more_pixels_than_it_holds(t
     pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
     write_dicom(src / "huge.dcm", pixels, NumberOfFrames=10**9)
     write_dicom(src / "good.dcm", pixels)
+    write_dicom(src / "empty.dcm", pixels, PixelData=b"")
     out = tmp_path / "out"
     result = runner.invoke(app, ["deidentify", str(src), "--out", str(out), "--salt", "s"])
     assert result.exit_code == 1, result.output
     assert "failed: huge.dcm: header claims 1000000000 frame(s) of 16x16x1 at 8 bits" in result.output
     assert (out / "good.dcm").is_file() and not (out / "huge.dcm").exists()
     report = json.loads((out / "deidentify_report.json").read_text())
-    (failed,) = [f for f in report["files"] if f["status"] == "failed"]
-    assert "its Pixel Data has 256 bytes" in failed["reason"]
+    failed = {f["source"]: f["reason"] for f in report["files"] if f["status"] == "failed"}
+    assert "its Pixel Data has 256 bytes" in failed["huge.dcm"]
+    assert "(256 bytes of pixel data) but its Pixel Data has 0 bytes" in failed["empty.dcm"]
+    assert not (out / "empty.dcm").exists()
 
 
 def _run_folder(root: Path, config: str) -> Path:

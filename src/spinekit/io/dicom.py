@@ -168,7 +168,8 @@ def check_pixel_data_length(ds: Dataset, path: Path) -> None:
     if "PixelData" not in ds:
         return
     count = max(_int_attr(ds, "NumberOfFrames", 1, path), 1)
-    _check_frame_bytes(ds, path, count, available=len(ds.PixelData))
+    value = ds.PixelData
+    _check_frame_bytes(ds, path, count, available=len(value) if value else 0)
 
 
 def _check_frame_bytes(ds: Dataset, path: Path, count: int, *, available: int | None = None) -> None:
