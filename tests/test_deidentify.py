@@ -388,3 +388,28 @@ def test_png_and_jpeg_frames(tmp_path: Path) -> None:
     notes = next(f for f in report.files if f.source == "f2.jpg").changes.notes  # type: ignore[union-attr]
     assert any("JPEG quality 95" in note for note in notes)
     assert any("EXIF orientation 6" in note for note in notes)
+
+
+def test_text_modalities_option_checks_other_modalities(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from spinekit.cli.main import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(TEST_FILES / "CT_small.dcm", src / "ct.dcm")
+    runner = CliRunner()
+    default = runner.invoke(app, ["deidentify", str(src), "--out", str(tmp_path / "a"), "--salt", SALT])
+    assert default.exit_code == 0
+    report = json.loads((tmp_path / "a" / "deidentify_report.json").read_text())
+    assert report["files"][0]["pixels"] == {"checked": False}
+    checked = runner.invoke(app, ["deidentify", str(src), "--out", str(tmp_path / "b"), "--salt", SALT,
+                                  "--text-modalities", "all"])
+    assert checked.exit_code == 0
+    report = json.loads((tmp_path / "b" / "deidentify_report.json").read_text())
+    assert report["files"][0]["pixels"]["checked"] is True
+    ct = pydicom.dcmread(tmp_path / "b" / "ct.dcm")
+    assert "113101" in [c.CodeValue for c in ct.DeidentificationMethodCodeSequence]
+    bad = runner.invoke(app, ["deidentify", str(src), "--out", str(tmp_path / "c"), "--salt", SALT,
+                              "--text-modalities", "U S;rm"])
+    assert bad.exit_code == 2 and "--text-modalities" in bad.output and not (tmp_path / "c").exists()

@@ -21,6 +21,14 @@ def _parse_box(text: str) -> tuple[int, int, int, int]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
+def _modalities(text: str) -> tuple[str, ...]:
+    """``--text-modalities``: DICOM modality codes (2-16 letters/digits) or ``all``."""
+    codes = tuple(m.strip().upper() for m in text.split(",") if m.strip())
+    if not codes or not all(m.isalnum() and len(m) <= 16 for m in codes):
+        raise UsageError(f"--text-modalities needs modality codes like US,CR,DX or 'all', got {text!r}")
+    return codes
+
+
 def deidentify(
     src: Annotated[Path, typer.Argument(help="DICOM/PNG/JPEG file or folder (walked recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (must be outside SRC).")],
@@ -36,6 +44,9 @@ def deidentify(
         help="Keep all private DICOM tags (not the standard's Retain Safe Private option).")] = False,
     text: Annotated[str, typer.Option(
         help="Burned-in text found in pixels: blank (default) or refuse (file not written).")] = "blank",
+    text_modalities: Annotated[str, typer.Option(
+        help="DICOM modalities whose pixels are checked for burned-in text, comma-separated, or 'all' "
+             "(files marked BurnedInAnnotation YES always are).")] = "US",
     retain_dates: Annotated[str, typer.Option(
         help="Dates: remove (Basic Profile), full (113106) or offset (salted per-patient shift, "
              "113107).")] = "remove",
@@ -60,6 +71,7 @@ def deidentify(
         config = DeidConfig(salt=salt, blank_header_fraction=header_fraction,
                             blank_boxes=tuple(_parse_box(b) for b in box or []),
                             blank_outside_sector=outside_sector, keep_private=keep_private,
+                            blank_burned_in_for_modalities=_modalities(text_modalities),
                             text_action=text, retain_dates=retain_dates,  # type: ignore[arg-type]
                             retain_uids=retain_uids, retain_device_identity=retain_device_identity,
                             retain_institution_identity=retain_institution_identity,

@@ -77,7 +77,7 @@ class DeidConfig:
     ``retain_institution_identity``, ``retain_patient_characteristics``,
     ``keep_private`` (all private attributes; not the Retain Safe Private option).
 
-    Pixels: DICOM files whose *Modality* is in ``blank_burned_in_for_modalities``
+    Pixels: DICOM files whose *Modality* is in ``blank_burned_in_for_modalities`` ("ALL": every one)
     or whose BurnedInAnnotation is YES, and every raster image, are checked for
     burned-in text (:func:`~spinekit.data.deid_text.detect_text_frames`). Found
     text is blanked (``text_action="blank"``) or the file is refused and not
@@ -258,7 +258,8 @@ def _finalise_dataset(ds: Dataset, config: DeidConfig, changes: DeidChanges) -> 
 def _pixels_to_check(ds: Dataset, config: DeidConfig) -> bool:
     wanted = {m.upper() for m in config.blank_burned_in_for_modalities}
     modality = str(ds.get("Modality", "")).strip().upper()
-    return modality in wanted or str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
+    selected = "ALL" in wanted or modality in wanted
+    return selected or str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES"
 
 
 def deidentify_dataset(ds: Dataset, config: DeidConfig) -> DeidChanges:
@@ -275,7 +276,7 @@ def deidentify_dataset(ds: Dataset, config: DeidConfig) -> DeidChanges:
         changes.pixels = {"checked": False}
         changes.notes.append(f"pixel data not checked for burned-in text: modality "
                              f"{str(ds.get('Modality', '')) or 'unknown'} not in "
-                             "blank_burned_in_for_modalities; BurnedInAnnotation left as it was")
+                             "--text-modalities; BurnedInAnnotation left as it was")
     apply_basic_profile(ds, config.salt, config.profile_options, changes=changes)
     _finalise_dataset(ds, config, changes)
     return changes
