@@ -169,6 +169,12 @@ def test_train_predict_evaluate_end_to_end(tmp_path: Path) -> None:
          "--set", "train.device=cpu"])
     assert (run / "checkpoints" / "last.pt").is_file()
     _ok(["evaluate", str(run), "--device", "cpu"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "segm" in metrics and "bbox" in metrics
+    csv = tmp_path / "angles.csv"
+    _ok(["measure", str(ds), "--predictions", str(run / "predictions" / "test.json"), "--out", str(csv),
+         "--split", "test", "--score-threshold", "0", "--view", "ap"])
+    assert len(csv.read_text().strip().splitlines()) == 1 + 2, "a header and one row per test image"
     _ok(["predict", str(run), str(src / "images"), "--out", str(tmp_path / "pred"), "--device", "cpu"])
     results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     per_image: dict[int, int] = {}
