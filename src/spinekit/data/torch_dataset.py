@@ -8,6 +8,9 @@ Each sample is ``(image, target)``: ``image`` a float32 tensor ``(C, H, W)`` in
 - ``masks``: ``(N, H, W)`` uint8 0/1
 - ``image_id``: int64 scalar; ``area``: ``(N,)`` float32 (mask pixels); ``iscrowd``: ``(N,)`` int64
 - ``orig_size``: int64 ``(2,)`` (H, W) of the source image
+- ``corners``: ``(N, 4, 2)`` float32 vertebra corners in output pixels (top-left,
+  top-right, bottom-left, bottom-right as seen on the image), only when every
+  instance of the image carries ``corners`` (AASCE ingest keeps them)
 
 Negative images give ``N = 0`` (empty boxes ``(0, 4)``, masks ``(0, H, W)``).
 Images and instances excluded by ``cleaning_report.json`` are left out.
@@ -100,6 +103,11 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
         """Number of foreground classes (the largest category id)."""
         return max((int(c["id"]) for c in self.records.categories), default=0)
 
+    def missing_corners(self) -> tuple[int, int]:
+        """``(instances without 4 valid corners, all instances)`` of this part."""
+        anns = [a for group in self.annotations.values() for a in group]
+        return sum(_corners(a) is None for a in anns), len(anns)
+
     def image_info(self, index: int) -> dict[str, Any]:
         """The COCO image record of sample ``index``."""
         return self.images[index]
@@ -119,7 +127,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
 
     def _target(self, info: dict[str, Any], plan: ResizePlan) -> dict[str, torch.Tensor]:
         height, width = plan.out_height, plan.out_width
-        boxes, labels, masks, areas = [], [], [], []
+        boxes, labels, masks, areas, corners = [], [], [], [], []
         for ann in self.annotations[int(info["id"])]:
             rings = [plan.apply_points(as_points(part)) for part in ann["segmentation"]]
             mask = rasterize(rings, height, width)
@@ -130,10 +138,12 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
             labels.append(int(ann["category_id"]))
             masks.append(mask)
             areas.append(float(np.count_nonzero(mask)))
+            points = _corners(ann)
+            corners.append(None if points is None else plan.apply_points(points))
         n = len(labels)
         mask_tensor = (torch.from_numpy(np.stack(masks)) if n
                        else torch.zeros((0, height, width), dtype=torch.uint8))
-        return {
+        target = {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(n, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),
             "masks": mask_tensor,
@@ -142,6 +152,18 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
             "iscrowd": torch.zeros(n, dtype=torch.int64),
             "orig_size": torch.tensor([int(info["height"]), int(info["width"])], dtype=torch.int64),
         }
+        if all(c is not None for c in corners):
+            target["corners"] = torch.tensor(np.array(corners, dtype=np.float32).reshape(n, 4, 2))
+        return target
+
+
+def _corners(ann: dict[str, Any]) -> np.ndarray | None:
+    """The annotation's ``corners`` as ``(4, 2)`` float64 source pixels, or None when absent or malformed."""
+    try:
+        points = np.asarray(ann.get("corners"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return points if points.shape == (4, 2) and np.isfinite(points).all() else None
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[

@@ -56,6 +56,8 @@ class ModelSection:
     :class:`spinekit.models.semantic.SemanticPostprocess`): instances smaller than
     ``min_area`` model-input pixels are dropped; ``split_touching`` cuts touching
     instances of one class apart with a distance-transform watershed.
+    ``expected_count`` is used by landmark models only: the number of vertebrae
+    decoded per image (17 = T1..L5 on AASCE AP views).
     """
 
     name: str = "maskrcnn_light"
@@ -64,6 +66,7 @@ class ModelSection:
     trainable_layers: int = 5
     min_area: int = 16
     split_touching: bool = False
+    expected_count: int = 17
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ RULES: dict[str, Rule] = {
     "data.workers": Rule(0, 256),
     "model.trainable_layers": Rule(0, 5),
     "model.min_area": Rule(0, _BIG),
+    "model.expected_count": Rule(1, 1000),
     "optim.lr": Rule(0, None, low_open=True),
     "optim.weight_decay": Rule(0, None),
     "optim.momentum": Rule(0, 1),

@@ -60,7 +60,8 @@ def load_run(run: str | Path, *, which: str = "best", device: torch.device | Non
     model = build_model(config.model.name, num_classes=len(classes), in_channels=config.data.channels,
                         image_size=max(config.data.size), norm=config.model.norm,
                         postprocess=SemanticPostprocess(min_area=config.model.min_area,
-                                                        split_touching=config.model.split_touching))
+                                                        split_touching=config.model.split_touching),
+                        expected_count=config.model.expected_count)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -168,12 +168,15 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     train, val = _datasets(dataset, config)
+    if MODELS[config.model.name].kind == "landmarks":
+        _require_corners(dataset, train)
     classes = [c["name"] for c in sorted(train.records.categories, key=lambda c: int(c["id"]))]
     model = build_model(config.model.name, num_classes=train.num_classes, in_channels=config.data.channels,
                         image_size=max(config.data.size), norm=config.model.norm,
                         weights=config.model.weights, trainable_layers=config.model.trainable_layers,
                         postprocess=SemanticPostprocess(min_area=config.model.min_area,
-                                                        split_touching=config.model.split_touching))
+                                                        split_touching=config.model.split_touching),
+                        expected_count=config.model.expected_count)
     model.to(device)
     optimizer = make_optimizer(model, config.optim)
     steps_per_epoch = max(1, len(train) // (config.train.batch_size * distributed.world_size()))
@@ -195,6 +198,14 @@ def _build_session(dataset: Path, run: Path, config: Config, resume: bool) -> _S
                     keep_until_step=state.step if resume else 0, every=config.train.log_every)
     return _Session(config, run, wrapped, model, optimizer, scheduler, device,
                     autocast_dtype(config.train.amp, device), train, val, state, runlog, classes)
+
+
+def _require_corners(root: Path, train: SpineDataset) -> None:
+    missing, total = train.missing_corners()
+    if missing:
+        raise InputError(root, f"{missing} of {total} instances of the {len(train)} training images have "
+                         "no 4 vertebra corners, which landmark models need (AASCE ingest keeps them); "
+                         "train a mask model on this dataset instead")
 
 
 def _restore(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -10,6 +10,7 @@ from typing import Literal
 from torch import nn
 
 from spinekit.errors import UsageError
+from spinekit.models.landmarks import LandmarkNet, build_landmarks_r18, build_landmarks_r34
 from spinekit.models.maskrcnn import (
     Norm,
     build_maskrcnn_light,
@@ -34,7 +35,7 @@ class ModelSpec:
     """One model: its builder and what kind of output it gives."""
 
     builder: Callable[..., nn.Module]
-    kind: Literal["instance", "semantic"]
+    kind: Literal["instance", "semantic", "landmarks"]
     summary: str
 
 
@@ -54,17 +55,22 @@ MODELS: dict[str, ModelSpec] = {
     "pspnet_r50": ModelSpec(build_pspnet_r50, "semantic", "PSPNet, ResNet-50 encoder to stride 8, GroupNorm"),
     "deeplabv3_r50": ModelSpec(build_deeplabv3_r50, "semantic",
                                "DeepLabv3, dilated ResNet-50 encoder (stride 8), ASPP, GroupNorm"),
+    "landmarks_r18": ModelSpec(build_landmarks_r18, "landmarks",
+                               "vertebra centre heatmap + 4 corner offsets, ResNet-18, stride 4"),
+    "landmarks_r34": ModelSpec(build_landmarks_r34, "landmarks",
+                               "vertebra centre heatmap + 4 corner offsets, ResNet-34, stride 4"),
 }
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size: int = 256,
                 norm: Norm = "group", weights: str | Path | None = None,
-                trainable_layers: int = 5, postprocess: SemanticPostprocess | None = None) -> nn.Module:
+                trainable_layers: int = 5, postprocess: SemanticPostprocess | None = None,
+                expected_count: int | None = None) -> nn.Module:
     """Build model ``name`` from :data:`MODELS`; ``weights`` is an optional local file.
 
     ``postprocess`` sets how semantic models turn their class map into instances
-    (default :class:`SemanticPostprocess()`); instance models have no use for it
-    and ignore it.
+    (default :class:`SemanticPostprocess()`); ``expected_count`` how many vertebrae
+    a landmark model decodes per image (default 17); other models ignore them.
     """
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -74,6 +80,8 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size
                                  image_size=image_size, norm=norm)
     if postprocess is not None and isinstance(model, SemanticSegmenter):
         model.postprocess = postprocess
+    if expected_count is not None and isinstance(model, LandmarkNet):
+        model.expected_count = expected_count
     if weights is not None:
         load_weights(model, weights)
     if trainable_layers < 5:
@@ -82,8 +90,8 @@ def build_model(name: str, *, num_classes: int, in_channels: int = 1, image_size
 
 
 def backbone_body(model: nn.Module) -> nn.Module:
-    """The ResNet of a model: Mask R-CNN's ``backbone.body`` or a semantic model's encoder."""
-    if isinstance(model, SemanticSegmenter):
+    """The ResNet of a model: Mask R-CNN's ``backbone.body`` or a semantic/landmark model's encoder."""
+    if isinstance(model, SemanticSegmenter | LandmarkNet):
         return model.encoder
     return model.get_submodule("backbone.body")
 

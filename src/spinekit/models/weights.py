@@ -69,8 +69,8 @@ def _adapt(name: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return None
 
 
-_BACKBONE_PREFIXES = ("backbone.body.", "model.encoder.")
-"""Where a bare ResNet sits in a Mask R-CNN and in a semantic model."""
+_BACKBONE_PREFIXES = ("backbone.body.", "model.encoder.", "encoder.")
+"""Where a bare ResNet sits in a Mask R-CNN, a semantic model and a landmark model."""
 
 
 def _backbone_prefix(own: Mapping[str, torch.Tensor]) -> str:

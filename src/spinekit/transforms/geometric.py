@@ -94,7 +94,9 @@ def hflip(image: torch.Tensor, target: dict[str, torch.Tensor],
     """Flip ``image`` (C, H, W) and its target left-right; swap paired labels.
 
     ``target["boxes"]`` (N, 4) xyxy and ``target["masks"]`` (N, H, W) are flipped;
-    ``target["labels"]`` (N,) are remapped through ``label_map`` when given.
+    ``target["labels"]`` (N,) are remapped through ``label_map`` when given;
+    ``target["corners"]`` (N, 4, 2) (top-left, top-right, bottom-left, bottom-right)
+    are mirrored and left/right swapped, so they stay in that order.
     """
     width = image.shape[-1]
     out = dict(target)
@@ -106,6 +108,10 @@ def hflip(image: torch.Tensor, target: dict[str, torch.Tensor],
         out["boxes"] = boxes
     if "masks" in target:
         out["masks"] = target["masks"].flip(-1)
+    if "corners" in target and target["corners"].numel():
+        corners = target["corners"][:, [1, 0, 3, 2]].clone()
+        corners[..., 0] = width - corners[..., 0]
+        out["corners"] = corners
     if label_map and "labels" in target and target["labels"].numel():
         labels = target["labels"].clone()
         for src, dst in label_map.items():
