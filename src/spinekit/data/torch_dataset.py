@@ -32,6 +32,7 @@ from spinekit.data.records import DatasetRecords, load_dataset, load_exclusions
 from spinekit.data.splits import Part, load_splits, split_image_ids
 from spinekit.errors import InputError
 from spinekit.geometry import as_points, rasterize
+from spinekit.transforms.augment import Augment, apply_affine, jitter_intensity, random_affine, warp_image
 from spinekit.transforms.geometric import ResizePlan, flip_pairs_to_label_map, hflip, model_input
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class DatasetConfig:
     ``contrast``: "none", "minmax", "equalize" or "clahe" (applied after resizing).
     ``flip_prob``: probability of a horizontal flip (training only).
     ``flip_pairs``: left/right class names swapped by a flip, e.g. ``{"TP_left": "TP_right"}``.
+    ``augment``: intensity jitter and random affine (training only; see
+    :mod:`spinekit.transforms.augment`); image, masks, boxes and corners move together.
     """
 
     size: tuple[int, int] = (256, 256)
@@ -55,6 +58,7 @@ class DatasetConfig:
     contrast: Literal["none", "minmax", "equalize", "clahe"] = "none"
     flip_prob: float = 0.0
     flip_pairs: Mapping[str, str] = field(default_factory=dict)
+    augment: Augment = field(default_factory=Augment)
 
 
 def _load_pil(path: Path, plan_size: tuple[int, int], channels: int) -> Image.Image:
@@ -120,16 +124,23 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
         pil = _load_pil(path, self.config.size, self.config.channels)
         # JPEG draft mode may decode at a reduced scale; the plan stays in source coordinates
         image = model_input(pil, plan, channels=self.config.channels, contrast=self.config.contrast)
-        target = self._target(info, plan)
+        aug = self.config.augment
+        matrix = random_affine(aug, plan.out_height, plan.out_width) if aug.affine else None
+        target = self._target(info, plan, matrix)
+        if matrix is not None:
+            image = warp_image(image, matrix)
+        if aug.intensity:
+            image = jitter_intensity(image, aug)
         if self.config.flip_prob > 0 and float(torch.rand(())) < self.config.flip_prob:
             image, target = hflip(image, target, self.label_map)
         return image, target
 
-    def _target(self, info: dict[str, Any], plan: ResizePlan) -> dict[str, torch.Tensor]:
+    def _target(self, info: dict[str, Any], plan: ResizePlan,
+                matrix: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         height, width = plan.out_height, plan.out_width
         boxes, labels, masks, areas, corners = [], [], [], [], []
         for ann in self.annotations[int(info["id"])]:
-            rings = [plan.apply_points(as_points(part)) for part in ann["segmentation"]]
+            rings = [apply_affine(plan.apply_points(as_points(part)), matrix) for part in ann["segmentation"]]
             mask = rasterize(rings, height, width)
             if not mask.any():
                 continue
@@ -139,7 +150,7 @@ class SpineDataset(torch.utils.data.Dataset[tuple[torch.Tensor, dict[str, torch.
             masks.append(mask)
             areas.append(float(np.count_nonzero(mask)))
             points = _corners(ann)
-            corners.append(None if points is None else plan.apply_points(points))
+            corners.append(None if points is None else apply_affine(plan.apply_points(points), matrix))
         n = len(labels)
         mask_tensor = (torch.from_numpy(np.stack(masks)) if n
                        else torch.zeros((0, height, width), dtype=torch.uint8))

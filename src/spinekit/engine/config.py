@@ -33,7 +33,13 @@ from spinekit.io.yamlfile import YamlLimitError, load_yaml_text, read_yaml
 
 @dataclass(frozen=True)
 class DataSection:
-    """Which images and how they are prepared (see :class:`spinekit.data.torch_dataset.DatasetConfig`)."""
+    """Which images and how they are prepared (see :class:`spinekit.data.torch_dataset.DatasetConfig`).
+
+    ``aug_*`` are training augmentations, all off (0) by default
+    (:class:`spinekit.transforms.augment.Augment`): brightness shift, contrast
+    and gamma ranges, rotation in degrees, zoom range and translation as a
+    fraction of the input size; image, masks, boxes and corners move together.
+    """
 
     size: tuple[int, int] = (256, 256)
     keep_aspect: bool = False
@@ -46,6 +52,12 @@ class DataSection:
     train_part: Literal["train", "trainval"] = "train"
     val_part: Literal["val", "test", "none"] = "val"
     workers: int = 2
+    aug_brightness: float = 0.0
+    aug_contrast: float = 0.0
+    aug_gamma: float = 0.0
+    aug_rotate_deg: float = 0.0
+    aug_scale: float = 0.0
+    aug_translate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,12 @@ RULES: dict[str, Rule] = {
     "data.flip_prob": Rule(0, 1),
     "data.fold": Rule(0, 1000),
     "data.workers": Rule(0, 256),
+    "data.aug_brightness": Rule(0, 1),
+    "data.aug_contrast": Rule(0, 0.9),
+    "data.aug_gamma": Rule(0, 0.9),
+    "data.aug_rotate_deg": Rule(0, 45),
+    "data.aug_scale": Rule(0, 0.5),
+    "data.aug_translate": Rule(0, 0.5),
     "model.trainable_layers": Rule(0, 5),
     "model.min_area": Rule(0, _BIG),
     "model.expected_count": Rule(1, 1000),

@@ -55,6 +55,7 @@ from spinekit.errors import InputError, UsageError
 from spinekit.io.atomic import atomic_write_json
 from spinekit.models.registry import MODELS, build_model
 from spinekit.models.semantic import SemanticPostprocess
+from spinekit.transforms.augment import Augment
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,16 @@ class FitResult:
 def dataset_config(config: Config) -> DatasetConfig:
     """The torch dataset settings of a run config (flips only for training)."""
     d = config.data
+    augment = Augment(brightness=d.aug_brightness, contrast=d.aug_contrast, gamma=d.aug_gamma,
+                      rotate_deg=d.aug_rotate_deg, scale=d.aug_scale, translate=d.aug_translate)
     return DatasetConfig(size=d.size, keep_aspect=d.keep_aspect, channels=d.channels,  # type: ignore[arg-type]
-                         contrast=d.contrast, flip_prob=d.flip_prob, flip_pairs=d.flip_pairs)
+                         contrast=d.contrast, flip_prob=d.flip_prob, flip_pairs=d.flip_pairs,
+                         augment=augment)
 
 
 def eval_dataset_config(config: Config) -> DatasetConfig:
     """Like :func:`dataset_config` without augmentation."""
-    return dataclasses.replace(dataset_config(config), flip_prob=0.0)
+    return dataclasses.replace(dataset_config(config), flip_prob=0.0, augment=Augment())
 
 
 def _datasets(root: Path, config: Config) -> tuple[SpineDataset, SpineDataset | None]:
