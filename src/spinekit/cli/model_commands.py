@@ -147,6 +147,32 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         table.add_row(f"  {name} (segm)", _pct(values.get("segm_AP", -1)), _pct(values.get("segm_AP50", -1)),
                       "", "", "", "")
     out_console.print(table)
+    if isinstance(metrics.get("landmarks"), dict):
+        _print_landmarks(metrics["landmarks"])
+
+
+def _num(value: Any, fmt: str = ".1f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _print_landmarks(lm: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"landmarks: {lm.get('vertebrae', 0)} vertebrae, {lm.get('matched', 0)} matched")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("corner error (px)", _num(lm.get("corner_error_px")))
+    table.add_row("corner error (% height)", _num(lm.get("corner_error_pct_height"), ".2f"))
+    for px, share in (lm.get("within_px") or {}).items():
+        table.add_row(f"corners within {px} px (%)", _num(None if share is None else 100 * share))
+    rate = lm.get("detection_rate")
+    table.add_row("detection rate (%)", _num(None if rate is None else 100 * rate))
+    cobb = lm.get("cobb")
+    if isinstance(cobb, dict):
+        table.add_row(f"Cobb SMAPE (%, {cobb.get('images')} images)", _num(cobb.get("smape_pct"), ".2f"))
+        for column, mae in (cobb.get("mae_deg") or {}).items():
+            table.add_row(f"{column} MAE (deg)", _num(mae, ".2f"))
+    out_console.print(table)
 
 
 def _pct(value: float) -> str:

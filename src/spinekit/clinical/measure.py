@@ -15,8 +15,10 @@ View (``view="auto"``):
 - otherwise the dataset's ingest format decides (``aasce`` -> AP, ``masks`` -> lateral);
 - otherwise the image is flagged "view undetermined" and not measured (pass ``view``).
 
-Measurements (:mod:`spinekit.clinical.views`): AP Cobb angles from expert corners or from
-masks (ordered, labelled, corners fitted); lateral lordosis, segmental angles and heights;
+Measurements (:mod:`spinekit.clinical.views`): AP Cobb angles from expert corners, from
+predicted corners (landmark results carrying ``keypoints``: used directly, no mask step)
+or from masks (ordered, labelled, corners fitted); the ``cobb_source`` column says which;
+lateral lordosis, segmental angles and heights;
 ultrasound facet presence, trust, needle target and its error to an annotated target point
 (``images[].points`` labelled ``needle_target``, ``target`` or ``needle``).
 
@@ -80,7 +82,7 @@ def _lateral_columns() -> list[str]:
 
 
 BASE_COLUMNS = ("image", "patient_id", "view", "unit", "levels", "n_vertebrae", "flags")
-COBB_COLUMNS = ("cobb_1_deg", "cobb_2_deg", "cobb_3_deg", "cobb_end_vertebrae")
+COBB_COLUMNS = ("cobb_1_deg", "cobb_2_deg", "cobb_3_deg", "cobb_end_vertebrae", "cobb_source")
 ULTRASOUND_COLUMNS = ("facet_present", "trusted", "n_facets", "target_x_px", "target_y_px",
                       "target_x_mm", "target_y_mm", "target_error_px", "target_error_mm")
 COLUMNS: tuple[str, ...] = (*BASE_COLUMNS, *COBB_COLUMNS, *_lateral_columns(), *ULTRASOUND_COLUMNS)
@@ -186,6 +188,22 @@ def _predicted_instances(dets: Sequence[dict[str, Any]], threshold: float) -> In
     return out
 
 
+def _keypoint_corners(dets: Sequence[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+    """Landmark results (``keypoints`` TL, TR, BL, BR) scoring >= ``threshold`` -> items with
+    ``corners`` ``(4, 2)`` and their ``level`` for :func:`measure_ap_corners` (no mask step).
+    Without levels the corners are ordered by their centre height."""
+    kept = [d for d in dets if float(d["score"]) >= threshold]
+    if not all(d.get("level") for d in kept):
+        kept = sorted(kept, key=lambda d: sum(float(v) for v in d["keypoints"][1::3]))
+    out = []
+    for d in kept:
+        values = [float(v) for v in d["keypoints"]]
+        corners = [[values[3 * k], values[3 * k + 1]] for k in range(4)]
+        out.append({"id": d.get("id"), "corners": corners,
+                    "attributes": {"level": d["level"]} if d.get("level") else {}})
+    return out
+
+
 def _annotated_targets(image: dict[str, Any]) -> list[tuple[float, float]]:
     out = []
     for p in image.get("points") or []:
@@ -229,8 +247,18 @@ def _vertebrae(row: dict[str, Any], geom: Geometry, image: dict[str, Any],
     if ctx.roles.vertebra:
         items = [d for d in items if int(d["category_id"]) in ctx.roles.vertebra]
     if not predicted and view == "ap" and items and all("corners" in a for a in items):
+        row["cobb_source"] = "expert corners"
         measure_ap_corners(row, geom, items, float(height))
         return
+    if predicted and view == "ap" and items and all("keypoints" in d for d in items):
+        row["cobb_source"] = "predicted corners"
+        weak = sum(bool(d.get("weak")) for d in items if float(d["score"]) >= ctx.threshold)
+        if weak:
+            row["flags"].append(f"{weak} weak vertebrae (low heatmap peak) in the landmark decode")
+        measure_ap_corners(row, geom, _keypoint_corners(items, ctx.threshold), float(height))
+        return
+    if view == "ap":
+        row["cobb_source"] = "predicted masks" if predicted else "expert masks"
     inst = (_predicted_instances(items, ctx.threshold) if predicted
             else _expert_instances(items, height, width))
     threshold = ctx.threshold if predicted else 0.0

@@ -15,6 +15,7 @@ from spinekit.engine.runs import load_run
 from spinekit.engine.train import eval_dataset_config
 from spinekit.errors import InputError
 from spinekit.evaluation.coco_eval import evaluate_results, write_metrics
+from spinekit.evaluation.landmarks import has_keypoints, landmark_metrics
 from spinekit.evaluation.results import load_results, write_results
 
 
@@ -46,6 +47,8 @@ def evaluate_run(run: str | Path, *, dataset: str | Path | None = None, split: P
     write_results(Path(run) / "predictions" / f"{split}.json", results)
     section = _eval_section(loaded.config.eval, score_threshold, joint_rule)
     metrics = score_results(data, results, section)
+    if has_keypoints(results):
+        metrics["landmarks"] = landmark_metrics(data.images, data.records.annotations, results)
     metrics = {"split": split, "fold": loaded.config.data.fold, "checkpoint": str(loaded.checkpoint),
                "dataset": str(Path(root).resolve()), **metrics}
     write_metrics(Path(run) / "metrics.json", metrics)
@@ -70,6 +73,9 @@ def evaluate_predictions(predictions: str | Path, dataset: str | Path, *, split:
                if int(r["image_id"]) in wanted]
     metrics = evaluate_results(records, image_ids, results, excluded_annotations=excluded,
                                score_threshold=score_threshold, joint_rule=joint_rule)
+    if has_keypoints(results):
+        metrics["landmarks"] = landmark_metrics([i for i in records.images if int(i["id"]) in wanted],
+                                                records.annotations, results)
     metrics = {"split": split, "fold": fold, "predictions": str(predictions),
                "dataset": str(Path(dataset).resolve()), **metrics}
     write_metrics(Path(out) if out else Path(predictions).with_name("metrics.json"), metrics)

@@ -6,6 +6,11 @@ A COCO result dict (the format of ``PRED.json``, a JSON list of them) is::
      "bbox": [x, y, w, h],                      # original pixels, optional with a mask
      "segmentation": {"size": [H, W], "counts": str}}   # compressed RLE, optional
 
+Landmark models add ``"keypoints": [x, y, v] * 4`` (the vertebra corners TL, TR, BL,
+BR in original pixels, ``v`` = 2 visible), ``"num_keypoints": 4``, ``"weak"`` (bool:
+the decoder took a low peak to reach its count) and, when the output has exactly the
+17 AASCE vertebrae, ``"level"`` (``"T1"`` .. ``"L5"``).
+
 ``segmentation`` may also be a polygon list ``[[x1, y1, x2, y2, ...], ...]`` or an
 uncompressed RLE (``counts`` a list of run lengths); :func:`normalise_result`
 turns both into compressed RLE once the image size is known.
@@ -26,7 +31,8 @@ from faster_coco_eval.core import mask as mask_api
 from spinekit.errors import InputError
 from spinekit.io.atomic import atomic_write_text
 from spinekit.io.jsonfile import read_json
-from spinekit.io.validate import MAX_COORDINATE
+from spinekit.io.validate import MAX_COORDINATE, Invalid, integer, join, number, sequence, shown, text
+from spinekit.levels import AASCE_LEVELS
 from spinekit.masks import check_rle
 from spinekit.transforms.geometric import ResizePlan
 
@@ -182,6 +188,7 @@ def detections_to_coco(output: Mapping[str, torch.Tensor], *, image_id: int, pla
             inner = inner[keep.to(inner.device)]
         rles = _mask_rles(inner.to("cpu", torch.float32).numpy(), mask_threshold,
                           orig_height, orig_width)
+    corners = _keypoints_to_original(output, plan, keep)
     out: list[dict[str, Any]] = []
     for k in range(keep.numel()):
         result: dict[str, Any] = {
@@ -190,7 +197,30 @@ def detections_to_coco(output: Mapping[str, torch.Tensor], *, image_id: int, pla
         }
         if rles is not None:
             result["segmentation"] = rles[k]
+        if corners is not None:
+            result.update(corners[k])
         out.append(result)
+    return out
+
+
+def _keypoints_to_original(output: Mapping[str, torch.Tensor], plan: ResizePlan,
+                           keep: torch.Tensor) -> list[dict[str, Any]] | None:
+    """COCO keypoint fields of the kept detections of a landmark output, or None without
+    ``keypoints``: corners mapped back to original pixels, ``weak`` and the AASCE ``level``."""
+    if "keypoints" not in output:
+        return None
+    raw = output["keypoints"].detach().to("cpu", torch.float64)
+    total = int(raw.shape[0])
+    points = plan.invert_points(raw[..., :2].reshape(-1, 2).numpy()).reshape(total, 4, 2)
+    weak = output.get("weak")
+    flags = weak.detach().to("cpu").reshape(-1).tolist() if weak is not None else [False] * total
+    out = []
+    for k in keep.tolist():
+        flat = [v for x, y in points[k] for v in (round(float(x), 2), round(float(y), 2), 2)]
+        fields: dict[str, Any] = {"keypoints": flat, "num_keypoints": 4, "weak": bool(flags[k])}
+        if total == len(AASCE_LEVELS):
+            fields["level"] = AASCE_LEVELS[k]
+        out.append(fields)
     return out
 
 
@@ -258,7 +288,34 @@ def result_problem(entry: Any, size: tuple[int, int] | None = None) -> str | Non
         if not limit[0] <= min(box) <= max(box) <= limit[1]:
             return f"'bbox' values outside [{limit[0]:g}, {limit[1]:g}]"
     if "segmentation" in entry:
-        return _segmentation_problem(entry["segmentation"], size)
+        problem = _segmentation_problem(entry["segmentation"], size)
+        if problem is not None:
+            return problem
+    return _keypoint_problem(entry, size)
+
+
+def _keypoint_problem(entry: dict[str, Any], size: tuple[int, int] | None) -> str | None:
+    """Why the optional landmark fields of ``entry`` are malformed, or None
+    (the strict helpers of :mod:`spinekit.io.validate`)."""
+    try:
+        if "keypoints" in entry:
+            lo, hi = _coordinate_limit(size)
+            values = sequence(entry["keypoints"], "keypoints")
+            if len(values) != 12:
+                raise Invalid("keypoints", f"must be 4 corners [x, y, v] * 4 (12 numbers), got {len(values)}")
+            for i, value in enumerate(values):
+                if i % 3 == 2:
+                    integer(value, join("keypoints", i), lo=0, hi=2)
+                else:
+                    number(value, join("keypoints", i), lo=lo, hi=hi)
+        if "num_keypoints" in entry:
+            integer(entry["num_keypoints"], "num_keypoints", lo=0, hi=4)
+        if "weak" in entry and not isinstance(entry["weak"], bool):
+            raise Invalid("weak", f"must be true or false, got {shown(entry['weak'])}")
+        if "level" in entry and entry["level"] is not None:
+            text(entry["level"], "level")
+    except Invalid as exc:
+        return str(exc)
     return None
 
 
@@ -297,6 +354,9 @@ def _normalised(entry: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
                            "score": float(entry["score"])}
     if "segmentation" in entry:
         out["segmentation"] = _to_compressed_rle(entry["segmentation"], size[0], size[1])
+    for key in ("keypoints", "num_keypoints", "weak", "level"):
+        if key in entry:
+            out[key] = entry[key]
     if "bbox" in entry:
         out["bbox"] = [float(v) for v in entry["bbox"]]
     else:
@@ -324,7 +384,7 @@ def load_results(path: str | Path, *, image_sizes: ImageSizes | None = None,
     RLE become compressed RLE, missing boxes are computed from masks); without,
     entries are returned as read. With ``category_ids``, a category outside them is
     an error. ``require_masks`` (the command's name) makes an entry without a
-    ``segmentation`` an error saying that command needs masks.
+    ``segmentation`` (or landmark ``keypoints``) an error saying that command needs masks.
     """
     file = Path(path)
     try:
@@ -363,7 +423,7 @@ def _entry_problem(entry: Any, image_sizes: ImageSizes | None, category_ids: set
     if category_ids is not None and int(entry["category_id"]) not in category_ids:
         return (f"category_id {entry['category_id']} is not a category of the dataset "
                 f"({', '.join(str(c) for c in sorted(category_ids))})")
-    if require_masks and "segmentation" not in entry:
+    if require_masks and "segmentation" not in entry and "keypoints" not in entry:
         return (f"no 'segmentation': {require_masks} needs instance masks "
                 "(box-only results cannot be measured)")
     return None

@@ -26,6 +26,7 @@ from spinekit.reports.run_files import REPORT_FILE, RunFiles, dataset_from_run, 
 from spinekit.reports.tables import (
     config_table,
     image_level_table,
+    landmarks_table,
     metrics_table,
     number,
     pct,
@@ -140,6 +141,9 @@ def _metrics(files: RunFiles) -> str:
     image_level = files.metrics.get("image_level")
     if isinstance(image_level, dict) and image_level:
         parts.append(_section("Image level", image_level_table(image_level), anchor="image-level"))
+    landmarks = files.metrics.get("landmarks")
+    if isinstance(landmarks, dict) and landmarks:
+        parts.append(_section("Landmarks (vertebra corners)", landmarks_table(landmarks), anchor="landmarks"))
     return "".join(parts)
 
 

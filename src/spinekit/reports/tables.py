@@ -118,3 +118,22 @@ def config_table(config: Mapping[str, Any]) -> str:
     rows = [[name, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)]
             for name, value in flatten(config)]
     return table(["setting", "value"], rows, numeric_from=2, css="config")
+
+
+def landmarks_table(lm: Mapping[str, Any]) -> str:
+    """The ``landmarks`` block of metrics.json: corner errors, shares within thresholds,
+    detection rate and, when present, Cobb SMAPE and MAE per angle column."""
+    rows = [["vertebrae (matched)", f"{number(lm.get('vertebrae'))} ({number(lm.get('matched'))})"],
+            ["mean corner error (px)", number(lm.get("corner_error_px"))],
+            ["mean corner error (% of image height)", number(lm.get("corner_error_pct_height"))]]
+    within = lm.get("within_px")
+    for px, share in (within.items() if isinstance(within, Mapping) else []):
+        rows.append([f"corners within {px} px (%)", pct(share)])
+    rows.append(["detection rate (%)", pct(lm.get("detection_rate"))])
+    cobb = lm.get("cobb")
+    if isinstance(cobb, Mapping):
+        rows.append([f"Cobb SMAPE (%, {number(cobb.get('images'))} images)", number(cobb.get("smape_pct"))])
+        mae = cobb.get("mae_deg")
+        for column, value in (mae.items() if isinstance(mae, Mapping) else []):
+            rows.append([f"{column} MAE (deg)", number(value)])
+    return table(["", "value"], rows)
