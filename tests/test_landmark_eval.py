@@ -137,3 +137,49 @@ def test_evaluate_predictions_and_report_table(aasce: Path, tmp_path: Path) -> N
     result = runner.invoke(app, ["evaluate", "--predictions", str(pred), "--data", str(aasce),
                                  "--split", "all"])
     assert result.exit_code == 0 and "corner error (px)" in result.output, result.output
+
+
+def _mirror(output: dict[str, torch.Tensor], width: int) -> np.ndarray:
+    """Corners of a decode mirrored back (x -> W - x, left/right swapped), sorted by centre."""
+    pts = output["keypoints"][..., :2].detach().numpy().astype(np.float64)[:, [1, 0, 3, 2]]
+    pts[..., 0] = width - pts[..., 0]
+    return _by_centre(pts)
+
+
+def _by_centre(pts: np.ndarray) -> np.ndarray:
+    centres = pts.mean(axis=1)
+    return pts[np.lexsort((centres[:, 0], centres[:, 1]))]
+
+
+def test_flip_tta_is_left_right_equivariant() -> None:
+    from spinekit.models.landmarks import build_landmarks
+
+    torch.manual_seed(0)
+    model = build_landmarks(depth=18, num_classes=1, expected_count=5).eval()
+    image = torch.rand(1, 64, 32)
+    with torch.no_grad():
+        plain = model([image])[0]
+        model.tta_flip = True
+        out, out_flipped = model([image])[0], model([image.flip(-1)])[0]
+    assert out["keypoints"].shape == (5, 4, 3) and len(out["masks"]) == 5
+    assert not torch.allclose(out["keypoints"], plain["keypoints"]), "the flip pass changes the decode"
+    np.testing.assert_allclose(_by_centre(out["keypoints"][..., :2].numpy()), _mirror(out_flipped, 32),
+                               atol=1e-3)
+
+
+def test_tta_mode_is_validated() -> None:
+    from spinekit.engine.config import config_from_dict
+    from spinekit.errors import UsageError
+    from spinekit.models.landmark_tta import set_tta
+    from spinekit.models.landmarks import build_landmarks
+
+    assert config_from_dict({"eval": {"tta": "flip"}}).eval.tta == "flip"
+    with pytest.raises(UsageError, match=r"eval\.tta"):
+        config_from_dict({"eval": {"tta": "rotate"}})
+    model = build_landmarks(depth=18, num_classes=1)
+    set_tta(model, "flip")
+    assert model.tta_flip is True
+    with pytest.raises(UsageError, match=r"--tta must be one of none, flip, got 'x'"):
+        set_tta(model, "x")
+    with pytest.raises(UsageError, match="--tta flip works for landmark models only"):
+        set_tta(torch.nn.Linear(2, 2), "flip")

@@ -102,6 +102,8 @@ def evaluate(
         help="PRIMARY,REQUIRED: trust PRIMARY detections only where REQUIRED is found (e.g. F,E).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    tta: Annotated[str | None, typer.Option(
+        help="Test-time augmentation: none or flip (landmark models; default the run's eval.tta).")] = None,
 ) -> None:
     """COCO AP (bbox, segm), per class and image-level results -> metrics.json."""
     from spinekit.engine.evaluate import evaluate_predictions, evaluate_run
@@ -120,8 +122,8 @@ def evaluate(
                                            score_threshold=threshold, joint_rule=rule)
             where = predictions.with_name("metrics.json")
         elif run is not None:
-            metrics = evaluate_run(run, dataset=data, split=part, device=device,
-                                   which=checkpoint, score_threshold=score_threshold, joint_rule=rule)
+            metrics = evaluate_run(run, dataset=data, split=part, device=device, which=checkpoint,
+                                   score_threshold=score_threshold, joint_rule=rule, tta=tta)
             where = run / "metrics.json"
         else:
             raise UsageError("give a RUN folder or --predictions PRED.json")
@@ -189,6 +191,8 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     score_threshold: Annotated[float, typer.Option(help="Minimum score for LabelMe/overlay shapes.")] = 0.5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    tta: Annotated[str | None, typer.Option(
+        help="Test-time augmentation: none or flip (landmark models; default the run's eval.tta).")] = None,
 ) -> None:
     """Predict images with a trained run: COCO results, LabelMe pre-annotations, overlays."""
     from spinekit.cli.progress import progress_bar
@@ -200,7 +204,7 @@ def predict(
         formats = [f.strip() for f in fmt.split(",") if f.strip()]
         with progress_bar("predict") as progress:
             report = run_predict(run, inputs, out, formats=formats, batch_size=batch_size, device=device,
-                                 score_threshold=score_threshold, which=checkpoint,
+                                 score_threshold=score_threshold, which=checkpoint, tta=tta,
                                  progress=lambda done, _total: progress(done, done))
     for line in report.skipped[:20]:
         console.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)

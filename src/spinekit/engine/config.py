@@ -114,10 +114,12 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class EvalSection:
-    """Evaluation options: image-level score threshold and the optional joint rule."""
+    """Evaluation options: image-level score threshold, the optional joint rule and the
+    test-time augmentation (``tta``: ``flip`` for landmark models)."""
 
     score_threshold: float = 0.5
     joint_rule: tuple[str, str] | None = None
+    tta: Literal["none", "flip"] = "none"
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,26 @@ from spinekit.errors import InputError
 from spinekit.evaluation.coco_eval import evaluate_results, write_metrics
 from spinekit.evaluation.landmarks import has_keypoints, landmark_metrics
 from spinekit.evaluation.results import load_results, write_results
+from spinekit.models.landmark_tta import set_tta
 
 
 def _eval_section(base: EvalSection, score_threshold: float | None,
                   joint_rule: tuple[str, str] | None) -> EvalSection:
     return EvalSection(score_threshold=base.score_threshold if score_threshold is None else score_threshold,
-                       joint_rule=joint_rule if joint_rule is not None else base.joint_rule)
+                       joint_rule=joint_rule if joint_rule is not None else base.joint_rule, tta=base.tta)
 
 
 def evaluate_run(run: str | Path, *, dataset: str | Path | None = None, split: Part = "test",
                  device: str = "auto", which: str = "best", score_threshold: float | None = None,
-                 joint_rule: tuple[str, str] | None = None, batch_size: int = 4) -> dict[str, Any]:
-    """Predict ``split`` with the run's model, write RUN/predictions/<split>.json and RUN/metrics.json."""
+                 joint_rule: tuple[str, str] | None = None, batch_size: int = 4,
+                 tta: str | None = None) -> dict[str, Any]:
+    """Predict ``split`` with the run's model, write RUN/predictions/<split>.json and RUN/metrics.json.
+
+    ``tta`` (``none``/``flip``, default the run's ``eval.tta``) is the test-time augmentation."""
     torch_device = select_device(device)
     loaded = load_run(run, which=which, device=torch_device)
+    mode = loaded.config.eval.tta if tta is None else tta
+    set_tta(loaded.model, mode, "--tta" if tta is not None else "eval.tta")
     root = Path(dataset) if dataset is not None else loaded.dataset
     if root is None:
         raise InputError(run, "the run does not name its dataset; pass --data DATASET")
@@ -50,7 +56,7 @@ def evaluate_run(run: str | Path, *, dataset: str | Path | None = None, split: P
     if has_keypoints(results):
         metrics["landmarks"] = landmark_metrics(data.images, data.records.annotations, results)
     metrics = {"split": split, "fold": loaded.config.data.fold, "checkpoint": str(loaded.checkpoint),
-               "dataset": str(Path(root).resolve()), **metrics}
+               "tta": mode, "dataset": str(Path(root).resolve()), **metrics}
     write_metrics(Path(run) / "metrics.json", metrics)
     return metrics
 

@@ -36,6 +36,7 @@ from spinekit.errors import InputError, UsageError
 from spinekit.evaluation.results import detections_to_coco
 from spinekit.io.atomic import atomic_path, atomic_write_json
 from spinekit.io.images import is_dicom, is_image_file, read_image, to_uint8
+from spinekit.models.landmark_tta import set_tta
 from spinekit.transforms.geometric import ResizePlan, model_input
 
 log = logging.getLogger(__name__)
@@ -208,14 +209,17 @@ def _write_overlay(out: Path, name: str, source: SourceImage, results: list[dict
 def predict(run: str | Path, inputs: Sequence[str | Path], out: str | Path, *,
             formats: Sequence[str] = ("coco", "labelme"), batch_size: int = 8, device: str = "auto",
             score_threshold: float = 0.5, which: str = "best",
-            progress: Callable[[int, int], None] | None = None) -> PredictReport:
-    """Predict every input image with the run's model and write the chosen ``formats``."""
+            progress: Callable[[int, int], None] | None = None, tta: str | None = None) -> PredictReport:
+    """Predict every input image with the run's model and write the chosen ``formats``;
+    ``tta`` (``none``/``flip``, default the run's ``eval.tta``) is the test-time augmentation."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise UsageError(f"unknown output format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     out_path = Path(out)
     torch_device = select_device(device)
     loaded = load_run(run, which=which, device=torch_device)
+    set_tta(loaded.model, loaded.config.eval.tta if tta is None else tta,
+            "--tta" if tta is not None else "eval.tta")
     names = {i + 1: name for i, name in enumerate(loaded.classes)}
     skipped: list[str] = []
     used: set[str] = set()

@@ -43,6 +43,7 @@ from spinekit.models.landmark_targets import (
     order_along_spine,
     top_peaks,
 )
+from spinekit.models.landmark_tta import mirrored_points
 from spinekit.models.maskrcnn import Norm, group_norm
 from spinekit.models.semantic import replace_batchnorm
 
@@ -83,6 +84,7 @@ class LandmarkNet(nn.Module):
         self.num_classes = num_classes
         self.expected_count = expected_count
         self.weak_score = weak_score
+        self.tta_flip = False  # flip test-time augmentation (spinekit.models.landmark_tta)
         self.laterals = nn.ModuleList(nn.Conv2d(c, neck_channels, 1) for c in channels)
         self.smooth = _conv_block(neck_channels, neck_channels)
         self.heatmap = _head(neck_channels, num_classes, bias=-math.log((1 - 0.1) / 0.1))
@@ -155,15 +157,23 @@ class LandmarkNet(nn.Module):
         outputs: list[dict[str, torch.Tensor]] = []
         for image in images:
             heat, offset, corners, _ = self.heads(image[None])
-            outputs.append(self._decode(torch.sigmoid(heat[0]), offset[0], corners[0],
-                                        (int(image.shape[-2]), int(image.shape[-1]))))
+            prob, mirrored = torch.sigmoid(heat[0]), None
+            if self.tta_flip:
+                heat_f, offset_f, corners_f, _ = self.heads(image[None].flip(-1))
+                prob = (prob + torch.sigmoid(heat_f[0]).flip(-1)) / 2
+                mirrored = (offset_f[0], corners_f[0])
+            outputs.append(self._decode(prob, offset[0], corners[0],
+                                        (int(image.shape[-2]), int(image.shape[-1])), mirrored))
         return outputs
 
     def _decode(self, prob: torch.Tensor, offset: torch.Tensor, corners: torch.Tensor,
-                image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+                image_size: tuple[int, int],
+                mirrored: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         peaks = top_peaks(prob, self.expected_count)
         xs, ys = peaks.cells[:, 0], peaks.cells[:, 1]
         points = decode_points(peaks.cells, offset[:, ys, xs].T, corners[:, ys, xs].T)
+        if mirrored is not None:
+            points = (points + mirrored_points(peaks.cells, *mirrored, width=image_size[1])) / 2
         order = order_along_spine(points).to(points.device)
         points, scores, classes = points[order], peaks.scores[order], peaks.classes[order]
         height, width = image_size
